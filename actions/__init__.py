@@ -1,0 +1,7 @@
+"""The built-in action catalogue: importing this package registers every core and integration action and event."""
+
+from ruledesk.engine import events
+
+from . import folders, order, podos, shipments
+
+__all__ = ["events", "folders", "order", "podos", "shipments"]

@@ -1,0 +1,5 @@
+"""The podOS print-on-demand integration: its events (and, registered beside them, its actions)."""
+
+from . import events
+
+__all__ = ["events"]

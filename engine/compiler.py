@@ -1,0 +1,563 @@
+"""Checked rules -> Python source -> callables.
+
+Every event gets one generated ``match`` function that reads each order field its rules use
+once (into locals) and tests every rule's condition inline, in evaluation order; every rule
+also gets its own ``cond`` function (used after an action changed the order) and an
+``act`` function that runs its actions.  ``lets`` are expanded in place.  The generated code
+runs with ``runtime.RUNTIME_NAMESPACE`` as its only globals, and a line map leads every
+generated line back to the rule file it came from.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import ast
+from . import types as T
+from .catalogue import ActionSpec, Catalogue
+from .checker import CheckedRule, CheckResult, Scope, Binding, Typer, ROOTS
+from .diagnostics import Diagnostics
+from .runtime import RUNTIME_NAMESPACE
+from .templates import compile_template, is_template
+
+_CMP_HELPERS = {"<": "rt_lt", "<=": "rt_le", ">": "rt_gt", ">=": "rt_ge"}
+_ARITH_HELPERS = {"+": "rt_add", "-": "rt_sub", "*": "rt_mul", "/": "rt_div", "%": "rt_mod"}
+_SIMPLE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*|-?[0-9]+|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|None|True|False)$")
+_LITERAL = re.compile(r"^(?:-?[0-9]+|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|True|False|K\d+)$")
+_SCALARS = (T.STRING, T.NUMBER, T.BOOL, T.DATETIME, T.DURATION)
+
+
+@dataclass
+class ActionSlot:
+    """One action call site of a rule: what ``act`` functions pass to ``Runner.call``."""
+
+    spec: ActionSpec
+    node: ast.ActionCall
+
+
+class CompiledRule:
+    """One rule, ready to run.  Its ``condition`` and ``act`` functions are compiled on first use:
+    most rules are only ever evaluated through their event's shared ``match`` function."""
+
+    def __init__(self, name: str, priority: int, disabled: bool, loc: ast.Loc, events: tuple[str, ...],
+                 trigger: ast.Trigger, node: ast.Rule, order_key: tuple[int, int, int]) -> None:
+        self.name = name
+        self.priority = priority
+        self.disabled = disabled
+        self.loc = loc
+        self.events = events
+        self.trigger = trigger
+        self.node = node
+        self.order_key = order_key
+        self.slots: list[ActionSlot] = []
+        self._sources: dict[str, str] = {}
+        self._functions: dict[str, Callable[..., Any]] = {}
+        self._namespace: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<CompiledRule {self.name!r} at {self.loc}>"
+
+    def _function(self, kind: str) -> Callable[..., Any]:
+        fn = self._functions.get(kind)
+        if fn is None:
+            filename = f"{self.loc.file}:{self.loc.line} (rule {self.name!r})"
+            exec(compile(self._sources[kind], filename, "exec"), self._namespace)  # noqa: S102 - generated code
+            fn = self._functions[kind] = self._namespace[kind]
+        return fn
+
+    @property
+    def condition(self) -> Callable[..., Any]:
+        """``(order, event, store, now) -> bool``"""
+        return self._function("cond")
+
+    @property
+    def act(self) -> Callable[..., Any]:
+        """``(run, order, event, store, now) -> None``: runs the actions through ``run.call``."""
+        return self._function("act")
+
+    def source(self, kind: str) -> str:
+        return self._sources[kind]
+
+
+@dataclass
+class EventPlan:
+    """The enabled rules of one event, in evaluation order, and their shared matcher."""
+
+    event: str
+    rules: tuple[CompiledRule, ...]
+    match: Callable[..., list[int]]  # (order, event, store, now) -> indexes of rules whose condition holds
+    source: str = ""
+    line_map: dict[int, ast.Loc] = field(default_factory=dict)
+
+    def location(self, generated_line: int) -> ast.Loc | None:
+        """The rule-file location a line of the generated match code came from (for tracebacks)."""
+        lines = [line for line in self.line_map if line <= generated_line]
+        return self.line_map[max(lines)] if lines else None
+
+
+@dataclass
+class CompiledCode:
+    rules: list[CompiledRule]
+    plans: dict[str, EventPlan]
+
+
+class _Function:
+    """Builds one generated function: its hoisted field reads, temporaries and body lines."""
+
+    def __init__(self, hoist: bool) -> None:
+        self.hoist = hoist
+        self.reads: dict[tuple, str] = {}
+        self.read_lines: list[str] = []
+        self.temps = 0
+
+    def temp(self) -> str:
+        self.temps += 1
+        return f"_t{self.temps}"
+
+
+class Compiler:
+    def __init__(self, checked: CheckResult, actions: Catalogue[ActionSpec]) -> None:
+        self.checked = checked
+        self.actions = actions
+        self.consts: dict[str, Any] = {}
+        self._const_ids: dict[tuple[type, Any], str] = {}
+        self.lines: list[str] = []
+        self.line_map: dict[int, ast.Loc] = {}
+        self._sink = Diagnostics()
+
+    # ---- constants --------------------------------------------------------------------
+    def const(self, value: Any) -> str:
+        try:
+            key = (type(value), value)
+            hash(key)
+        except TypeError:
+            key = (type(value), id(value))
+        name = self._const_ids.get(key)
+        if name is None:
+            name = f"K{len(self.consts)}"
+            self.consts[name] = value
+            self._const_ids[key] = name
+        return name
+
+    # ---- driver -----------------------------------------------------------------------
+    def compile(self) -> CompiledCode:
+        ordered = sorted(self.checked.rules, key=lambda r: (-r.rule.priority, r.file_index, r.position))
+        compiled: list[CompiledRule] = []
+        for index, checked in enumerate(ordered):
+            rule = checked.rule
+            cr = CompiledRule(rule.name, rule.priority, rule.disabled, rule.loc, checked.events, rule.trigger, rule,
+                              (-rule.priority, checked.file_index, checked.position))
+            compiled.append(cr)
+            cr._sources["cond"] = self._capture(lambda: self._emit_condition(checked))
+            cr._sources["act"] = self._capture(lambda: self._emit_actions(checked, cr))
+        by_event: dict[str, list[int]] = {}
+        for index, cr in enumerate(compiled):
+            if cr.disabled:
+                continue
+            for name in cr.events:
+                by_event.setdefault(name, []).append(index)
+        namespace = dict(RUNTIME_NAMESPACE)
+        namespace.update(self.consts)
+        plans: dict[str, EventPlan] = {}
+        for event, indexes in by_event.items():
+            # One compile() per event keeps the peak memory of CPython's compiler small.
+            self.lines, self.line_map = [], {}
+            self._emit_match([ordered[i] for i in indexes])
+            source = "\n".join(self.lines) + "\n"
+            exec(compile(source, f"<match {event!r}>", "exec"), namespace)  # noqa: S102 - generated code
+            plans[event] = EventPlan(event, tuple(compiled[i] for i in indexes), namespace.pop("match"),
+                                     source, self.line_map)
+        namespace.update(self.consts)  # the constants the match functions added
+        for cr in compiled:
+            cr._namespace = namespace
+        return CompiledCode(compiled, plans)
+
+    def _capture(self, emit: Callable[[], None]) -> str:
+        """The source a per-rule emitter writes, kept apart from the shared match functions."""
+        saved, saved_map = self.lines, self.line_map
+        self.lines, self.line_map = [], {}
+        try:
+            emit()
+            return "\n".join(self.lines) + "\n"
+        finally:
+            self.lines, self.line_map = saved, saved_map
+
+    def _line(self, text: str, loc: ast.Loc | None = None) -> None:
+        self.lines.append(text)
+        if loc is not None and loc.line:
+            self.line_map[len(self.lines)] = loc
+
+    def _typer(self, checked: CheckedRule) -> Typer:
+        if checked.typer is None:
+            checked.typer = Typer(self.checked.lets, self._sink, checked.scope)
+        return checked.typer
+
+    def _env(self, checked: CheckedRule) -> dict[str, str]:
+        return {name: name for name in ROOTS}
+
+    # ---- conditions ---------------------------------------------------------------------
+    def _emit_condition(self, checked: CheckedRule) -> None:
+        fn = _Function(hoist=True)
+        cond = checked.rule.condition
+        expr = "True" if cond is None else ExprCompiler(self, self._typer(checked), fn).bool(cond, checked.scope,
+                                                                                            self._env(checked))
+        self._line("def cond(order, event, store, now):", checked.rule.loc)
+        for read in fn.read_lines:
+            self._line("    " + read)
+        self._line(f"    return {expr}", cond.loc if cond is not None else checked.rule.loc)
+
+    def _emit_match(self, rules: list[CheckedRule]) -> None:
+        fn = _Function(hoist=True)
+        body: list[tuple[str, ast.Loc]] = []
+        for position, checked in enumerate(rules):
+            cond = checked.rule.condition
+            if cond is None:
+                body.append((f"    hit({position})", checked.rule.loc))
+                continue
+            expr = ExprCompiler(self, self._typer(checked), fn).bool(cond, checked.scope, self._env(checked))
+            body.append((f"    if {expr}: hit({position})", cond.loc))
+        self._line("def match(order, event, store, now):")
+        for read in fn.read_lines:
+            self._line("    " + read)
+        self._line("    fired = []")
+        self._line("    hit = fired.append")
+        for text, loc in body:
+            self._line(text, loc)
+        self._line("    return fired")
+
+    # ---- actions --------------------------------------------------------------------------
+    def _emit_actions(self, checked: CheckedRule, cr: CompiledRule) -> None:
+        self._line("def act(run, order, event, store, now):", checked.rule.loc)
+        typer = self._typer(checked)
+        self._statements(checked.rule.actions, checked.scope, self._env(checked), "None", 1, typer, cr)
+        self._line("    return None")
+
+    def _statements(self, statements, scope: Scope, env: dict[str, str], item: str, depth: int, typer: Typer,
+                    cr: CompiledRule) -> None:
+        pad = "    " * depth
+        for stmt in statements:
+            fn = _Function(hoist=False)
+            ec = ExprCompiler(self, typer, fn)
+            if isinstance(stmt, ast.ForBlock):
+                elem = typer.element_type(stmt.iterable, scope)
+                var = f"_b{depth}_{stmt.var}"
+                iterable = ec.iterable(stmt.iterable, scope, env)
+                inner_scope = scope.bind(stmt.var, Binding("binder", elem))
+                inner_env = dict(env, **{stmt.var: var})
+                self._line(f"{pad}for {var} in {iterable}:", stmt.loc)
+                if stmt.cond is not None:
+                    cond = ExprCompiler(self, typer, fn).bool(stmt.cond, inner_scope, inner_env)
+                    self._line(f"{pad}    if not ({cond}): continue", stmt.cond.loc)
+                self._statements(stmt.body, inner_scope, inner_env, var, depth + 1, typer, cr)
+                continue
+            spec = self.actions[stmt.name]
+            slot = len(cr.slots)
+            cr.slots.append(ActionSlot(spec, stmt))
+            params = []
+            for arg in stmt.args:
+                if isinstance(arg.value, ast.StringLit) and is_template(arg.value.value):
+                    value = self.const(compile_template(arg.value.value))
+                else:
+                    value = ec.value(arg.value, scope, env)
+                params.append(f"{arg.name!r}: {value}")
+            self._line(f"{pad}run.call({slot}, {{{', '.join(params)}}}, {item})", stmt.loc)
+            self._line(f"{pad}if run.halted: return None")
+
+
+class ExprCompiler:
+    """Compiles one expression to a Python expression string."""
+
+    def __init__(self, compiler: Compiler, typer: Typer, fn: _Function, no_walrus: bool = False) -> None:
+        self.c = compiler
+        self.typer = typer
+        self.fn = fn
+        self.no_walrus = no_walrus
+
+    def type(self, e: ast.Expr, scope: Scope) -> T.Type:
+        return self.typer.infer(e, scope)
+
+    # entry points
+    def bool(self, e: ast.Expr, scope: Scope, env: dict[str, str]) -> str:
+        code = self.expr(e, scope, env)
+        t = self.type(e, scope)
+        return code if t == T.BOOL else f"rt_truthy({code})"
+
+    def value(self, e: ast.Expr, scope: Scope, env: dict[str, str]) -> str:
+        return self.expr(e, scope, env)
+
+    def iterable(self, e: ast.Expr, scope: Scope, env: dict[str, str]) -> str:
+        inner = ExprCompiler(self.c, self.typer, self.fn, no_walrus=True)
+        code = inner.expr(e, scope, env)
+        t = self.type(e, scope)
+        if isinstance(t, T.ListOf):
+            return code if code.startswith("K") else f"({code} or ())"
+        return f"rt_iter({code})"
+
+    def expr(self, e: ast.Expr, scope: Scope, env: dict[str, str]) -> str:
+        return getattr(self, "c_" + type(e).__name__)(e, scope, env)
+
+    def simple(self, code: str) -> tuple[str, str]:
+        """(first use, later uses) of a value: a walrus temp when the code is not a plain name."""
+        if _SIMPLE.match(code) or self.no_walrus:
+            return code, code
+        name = self.fn.temp()
+        return f"({name} := {code})", name
+
+    # literals
+    def c_StringLit(self, e, scope, env):
+        return repr(e.value)
+
+    def c_NumberLit(self, e, scope, env):
+        return repr(e.value) if isinstance(e.value, int) else self.c.const(e.value)
+
+    def c_DurationLit(self, e, scope, env):
+        return self.c.const(_dt.timedelta(seconds=e.seconds))
+
+    def c_BoolLit(self, e, scope, env):
+        return "True" if e.value else "False"
+
+    def c_NullLit(self, e, scope, env):
+        return "None"
+
+    def c_ListLit(self, e, scope, env):
+        literal = self.literal_value(e, scope)
+        if literal is not None:
+            return self.c.const(list(literal))
+        return "[" + ", ".join(self.expr(i, scope, env) for i in e.items) + "]"
+
+    def literal_value(self, e: ast.Expr, scope: Scope) -> tuple | None:
+        """A list literal's value (through let names), or None when it is not constant."""
+        if isinstance(e, ast.Name) and scope.get(e.id) is None and e.id in self.typer.lets:
+            let = self.typer.lets[e.id]
+            if let.params is None:
+                return self.literal_value(let.body, Scope({}))
+        if not isinstance(e, ast.ListLit):
+            return None
+        values = []
+        for item in e.items:
+            if isinstance(item, (ast.StringLit, ast.NumberLit, ast.BoolLit)):
+                values.append(item.value)
+            elif isinstance(item, ast.NullLit):
+                values.append(None)
+            else:
+                return None
+        return tuple(values)
+
+    # names and paths
+    def c_Name(self, e, scope, env):
+        binding = scope.get(e.id)
+        if binding is not None:
+            if binding.kind == "param" and binding.arg is not None:
+                return self.expr(binding.arg, binding.arg_scope, env["__outer__"][e.id])
+            if binding.kind == "root" and self.fn.hoist:
+                return self.read((e.id,), e.id)
+            return env[e.id]
+        let = self.typer.lets[e.id]
+        return self.expand(let, (), scope, env)
+
+    def expand(self, let: ast.Let, args: tuple[ast.Expr, ...], scope: Scope, env: dict[str, str]) -> str:
+        base = self.typer.base_scope
+        let_scope = Scope({k: v for k, v in base.names.items() if k in ROOTS}, let.name)
+        let_env = {k: k for k in ROOTS}
+        outer = {}
+        for param, arg in zip(let.params or (), args):
+            let_scope = let_scope.bind(param, Binding("param", T.ANY, arg=arg, arg_scope=scope))
+            outer[param] = env
+        let_env["__outer__"] = outer
+        return self.expr(let.body, let_scope, let_env)
+
+    def path(self, e: ast.Expr, scope: Scope) -> tuple | None:
+        """The constant path of a field read rooted at order/event/store, or None."""
+        if isinstance(e, ast.Name):
+            binding = scope.get(e.id)
+            if binding is not None and binding.kind == "root":
+                return (e.id,)
+            if binding is not None and binding.kind == "param" and binding.arg is not None:
+                return self.path(binding.arg, binding.arg_scope)
+            return None
+        if isinstance(e, ast.Attr):
+            base = self.path(e.obj, scope)
+            return None if base is None else base + (e.name,)
+        if isinstance(e, ast.Index) and isinstance(e.key, (ast.StringLit, ast.NumberLit)):
+            base = self.path(e.obj, scope)
+            return None if base is None else base + (e.key.value,)
+        return None
+
+    def read(self, path: tuple, root_code: str) -> str:
+        """A local holding the value at ``path``, read once at the top of the function."""
+        name = self.fn.reads.get(path)
+        if name is not None:
+            return name
+        if len(path) == 1:
+            return root_code
+        parent = self.read(path[:-1], root_code)
+        name = f"_r{len(self.fn.reads)}"
+        self.fn.reads[path] = name
+        self.fn.read_lines.append(f"{name} = {self._get(parent, path[:-1], path[-1])}")
+        return name
+
+    def _get(self, base_code: str, base_path: tuple, key: Any) -> str:
+        if self._is_record_path(base_path):
+            return f"{base_code}.get({key!r})"
+        return f"rt_get({base_code}, {key!r})"
+
+    def _is_record_path(self, path: tuple) -> bool:
+        """Whether the value at ``path`` is a record of the model (so always a dict at run time)."""
+        if len(path) == 1:
+            return True  # order, event and store are always dicts
+        t: T.Type = self.typer.base_scope.get(path[0]).type
+        for key in path[1:]:
+            if not isinstance(t, T.Record) or key not in t.fields:
+                return False
+            t = t.fields[key]
+        return isinstance(t, T.Record) and path[0] == "order"
+
+    def c_Attr(self, e, scope, env):
+        return self._field(e, e.obj, e.name, scope, env)
+
+    def c_Index(self, e, scope, env):
+        if isinstance(e.key, (ast.StringLit, ast.NumberLit)):
+            return self._field(e, e.obj, e.key.value, scope, env)
+        return f"rt_get({self.expr(e.obj, scope, env)}, {self.expr(e.key, scope, env)})"
+
+    def _field(self, e, obj, key, scope, env):
+        path = self.path(e, scope)
+        if path is not None and self.fn.hoist:
+            return self.read(path, path[0])
+        base = self.expr(obj, scope, env)
+        base_path = self.path(obj, scope)
+        if base_path is not None and self._is_record_path(base_path):
+            return f"{base}.get({key!r})"
+        if isinstance(self.type(obj, scope), T.Record) and obj_is_item(self.type(obj, scope)):
+            return f"{base}.get({key!r})"
+        return f"rt_get({base}, {key!r})"
+
+    def c_Call(self, e, scope, env):
+        let = self.typer.lets.get(e.func)
+        if let is not None and let.params is not None:
+            return self.expand(let, e.args, scope, env)
+        args = [self.expr(a, scope, env) for a in e.args]
+        if e.func == "now":
+            return "now"
+        return f"rt_{e.func}({', '.join(args)})"
+
+    # operators
+    def c_Not(self, e, scope, env):
+        return f"(not {self.bool(e.operand, scope, env)})"
+
+    def c_Neg(self, e, scope, env):
+        if isinstance(e.operand, ast.NumberLit):
+            return repr(-e.operand.value) if isinstance(e.operand.value, int) else self.c.const(-e.operand.value)
+        return f"rt_neg({self.expr(e.operand, scope, env)})"
+
+    def c_BoolOp(self, e, scope, env):
+        parts = [self.bool(o, scope, env) for o in e.operands]
+        return "(" + f" {e.op} ".join(parts) + ")"
+
+    def c_BinOp(self, e, scope, env):
+        return f"{_ARITH_HELPERS[e.op]}({self.expr(e.left, scope, env)}, {self.expr(e.right, scope, env)})"
+
+    def c_Compare(self, e, scope, env):
+        op = e.op
+        lt, rt = self.type(e.left, scope), self.type(e.right, scope)
+        if op in ("==", "!="):
+            if isinstance(e.right, ast.NullLit) or isinstance(e.left, ast.NullLit):
+                other = e.left if isinstance(e.right, ast.NullLit) else e.right
+                return f"({self.expr(other, scope, env)} {'is' if op == '==' else 'is not'} None)"
+            left, right = self.expr(e.left, scope, env), self.expr(e.right, scope, env)
+            if op == "==":
+                return f"({left} == {right})"
+            return self._null_guarded(left, right, "!=")
+        if op in _CMP_HELPERS:
+            left, right = self.expr(e.left, scope, env), self.expr(e.right, scope, env)
+            if lt in _SCALARS and lt == rt:
+                return self._null_guarded(left, right, op)
+            return f"{_CMP_HELPERS[op]}({left}, {right})"
+        if op in ("in", "not in"):
+            left = self.expr(e.left, scope, env)
+            literal = self.literal_value(e.right, scope)
+            if literal is not None and lt in (T.STRING, T.NUMBER, T.BOOL):
+                members = self.c.const(frozenset(literal))
+                if op == "in":
+                    return f"({left} in {members})"
+                first, later = self.simple(left)
+                return f"({first} is not None and {later} not in {members})"
+            right = self.expr(e.right, scope, env)
+            return f"{'rt_in' if op == 'in' else 'rt_not_in'}({left}, {right})"
+        if op == "contains":
+            left, right = self.expr(e.left, scope, env), self.expr(e.right, scope, env)
+            if lt == T.STRING and isinstance(e.right, ast.StringLit):
+                first, later = self.simple(left)
+                return f"({first} is not None and {right} in {later})"
+            return f"rt_contains({left}, {right})"
+        if op in ("starts with", "ends with"):
+            left, right = self.expr(e.left, scope, env), self.expr(e.right, scope, env)
+            method = "startswith" if op == "starts with" else "endswith"
+            if lt == T.STRING and isinstance(e.right, ast.StringLit):
+                first, later = self.simple(left)
+                return f"({first} is not None and {later}.{method}({right}))"
+            return f"{'rt_starts' if op == 'starts with' else 'rt_ends'}({left}, {right})"
+        if op == "matches":
+            pattern = self.typer.regex_of(e.right, scope)
+            return f"rt_matches({self.c.const(pattern)}, {self.expr(e.left, scope, env)})"
+        raise AssertionError(op)
+
+    def _null_guarded(self, left: str, right: str, op: str) -> str:
+        guards = []
+        lf, ll = (left, left) if _LITERAL.match(left) else self.simple(left)
+        rf, rl = (right, right) if _LITERAL.match(right) else self.simple(right)
+        if not _LITERAL.match(left):
+            guards.append(f"{lf} is not None")
+        if not _LITERAL.match(right):
+            guards.append(f"{rf} is not None")
+        if self.no_walrus and (lf != ll or rf != rl):
+            return f"{_CMP_HELPERS.get(op, 'rt_ne')}({left}, {right})"
+        return "(" + " and ".join(guards + [f"{ll} {op} {rl}"]) + ")"
+
+    def c_Test(self, e, scope, env):
+        value = self.expr(e.operand, scope, env)
+        if e.op == "is set":
+            first, later = self.simple(value)
+            return f"({first} is not None and {later} != '')"
+        if e.op == "is not set":
+            first, later = self.simple(value)
+            return f"({first} is None or {later} == '')"
+        return f"{'rt_is_empty' if e.op == 'is empty' else 'rt_is_not_empty'}({value})"
+
+    def _binder(self, var: str, iterable: ast.Expr, scope: Scope, env: dict[str, str]):
+        elem = self.typer.element_type(iterable, scope)
+        name = f"_v{self.fn.temp()}_{var}"
+        inner_scope = scope.bind(var, Binding("binder", elem))
+        inner_env = dict(env, **{var: name})
+        return name, self.iterable(iterable, scope, env), inner_scope, inner_env
+
+    def c_Quantifier(self, e, scope, env):
+        name, iterable, inner_scope, inner_env = self._binder(e.var, e.iterable, scope, env)
+        cond = self.bool(e.cond, inner_scope, inner_env)
+        if e.kind == "any":
+            return f"any(True for {name} in {iterable} if {cond})"
+        return f"all({cond} for {name} in {iterable})"
+
+    def c_Count(self, e, scope, env):
+        if e.var is None or e.cond is None:
+            return f"rt_count({self.expr(e.iterable, scope, env)})"
+        name, iterable, inner_scope, inner_env = self._binder(e.var, e.iterable, scope, env)
+        return f"sum(1 for {name} in {iterable} if {self.bool(e.cond, inner_scope, inner_env)})"
+
+    def c_Sum(self, e, scope, env):
+        if e.var is None:
+            return f"rt_sum({self.iterable(e.expr, scope, env)})"
+        name, iterable, inner_scope, inner_env = self._binder(e.var, e.iterable, scope, env)
+        body = self.expr(e.expr, inner_scope, inner_env)
+        where = f" if {self.bool(e.cond, inner_scope, inner_env)}" if e.cond is not None else ""
+        return f"rt_sum({body} for {name} in {iterable}{where})"
+
+
+def obj_is_item(t: T.Type) -> bool:
+    """Items, addresses, shipments and notes of the order model are always dicts at run time."""
+    return isinstance(t, T.Record) and t.extra is None and t.name not in ("event",) and not t.name.startswith("event")

@@ -1,0 +1,344 @@
+"""The Engine: runs a compiled Ruleset against events, cascades emitted events, returns decisions."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import Template
+from pydantic import BaseModel, ValidationError
+
+from .catalogue import ACTIONS, EVENTS, ActionSpec, Catalogue, EventSpec
+from .compiler import CompiledRule
+from .models import OrderError, dump_order, dump_value, parse_order, parse_store
+from .ruleset import Ruleset, build_ruleset, find_rule_files, load_ruleset, read_sources
+from .runtime import ActionContext, ActionError, Emitted, Event, utcnow
+from .templates import render
+
+
+class EventError(ValueError):
+    """An incoming event cannot be processed (unknown event, malformed order or payload)."""
+
+
+@dataclass
+class ActionRecord:
+    rule: str
+    action: str
+    params: dict[str, Any]
+    status: str  # "done" | "dry-run" | "failed" | "scheduled"
+    error: str | None = None
+    detail: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"rule": self.rule, "action": self.action, "params": dump_value(self.params),
+                "status": self.status, "error": self.error}
+        if self.detail:
+            data["detail"] = dump_value(self.detail)
+        return data
+
+
+@dataclass
+class Decision:
+    """What happened for one processed event (LANGUAGE.md section 8)."""
+
+    event: str
+    order_id: str | None
+    ruleset: str
+    fired: list[str] = field(default_factory=list)
+    actions: list[ActionRecord] = field(default_factory=list)
+    emitted: list[str] = field(default_factory=list)
+    order: dict[str, Any] = field(default_factory=dict)
+    depth: int = 0
+    event_id: str | None = None
+    cause: str | None = None  # the rule whose action emitted this event
+    stopped: dict[str, Any] | None = None
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "event": self.event, "order_id": self.order_id, "ruleset": self.ruleset, "fired": list(self.fired),
+            "actions": [a.to_json() for a in self.actions], "emitted": list(self.emitted), "order": self.order,
+            "depth": self.depth,
+        }
+        if self.event_id is not None:
+            data["event_id"] = self.event_id
+        if self.cause is not None:
+            data["cause"] = self.cause
+        if self.stopped is not None:
+            data["stopped"] = self.stopped
+        if self.dry_run:
+            data["dry_run"] = True
+        return data
+
+
+@dataclass
+class _Pending:
+    name: str
+    payload: dict[str, Any]
+    order: dict[str, Any]
+    depth: int
+    chain: tuple[str, ...]
+    cause: str | None = None
+    event_id: str | None = None
+
+
+class _Runner:
+    """Runs the actions of one fired rule: the object generated ``act`` functions call."""
+
+    __slots__ = ("engine", "rule", "order", "event", "store", "records", "emitted", "stopped", "changed",
+                 "halted", "dry_run", "event_ns", "now")
+
+    def __init__(self, engine: "Engine", rule: CompiledRule, order, event: Event, event_ns, store, dry_run, now):
+        self.engine = engine
+        self.rule = rule
+        self.order = order
+        self.event = event
+        self.event_ns = event_ns
+        self.store = store
+        self.dry_run = dry_run
+        self.now = now
+        self.records: list[ActionRecord] = []
+        self.emitted: list[Emitted] = []
+        self.stopped = False
+        self.changed = False
+        self.halted = False
+
+    def call(self, slot: int, params: dict[str, Any], item: dict[str, Any] | None) -> None:
+        spec: ActionSpec = self.rule.slots[slot].spec
+        record = ActionRecord(self.rule.name, spec.name, params, "done")
+        self.records.append(record)
+        try:
+            for key, value in params.items():
+                if isinstance(value, Template):
+                    params[key] = render(value, {"order": self.order, "item": item, "event": self.event_ns,
+                                                 "store": self.store})
+        except Exception as exc:  # a template that fails at run time fails its action, never the engine
+            record.status, record.error = "failed", f"template: {exc}"
+            return
+        try:
+            model = spec.params.model_validate(params)
+        except ValidationError as exc:
+            record.status, record.error = "failed", _validation_message(exc)
+            return
+        if spec.external and self.dry_run:
+            record.status = "dry-run"
+            return
+        if spec.run is None:
+            record.status, record.error = "failed", f'action "{spec.name}" has no implementation'
+            return
+        ctx = ActionContext(self.order, self.event, self.store, item=item, dry_run=self.dry_run,
+                            clock=lambda: self.now)
+        try:
+            detail = spec.run(ctx, model)
+        except ActionError as exc:
+            record.status, record.error = "failed", str(exc)
+            return
+        record.detail = detail or None
+        if ctx.changed or spec.mutates_order:
+            self.changed = True
+        self.emitted.extend(ctx.emitted)
+        if ctx.stopped:
+            self.stopped = True
+            self.halted = True
+        if detail and detail.get("status"):
+            record.status = detail["status"]
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    return "; ".join(parts)
+
+
+class Engine:
+    """Runs rules.  ``Engine.from_paths("rules.d").process(event)`` returns every decision of the cascade.
+
+    Thread-safe: the ruleset is immutable and each ``process`` call keeps its state on its own
+    stack; concurrent calls on different orders need no lock.  ``reload`` swaps the ruleset
+    atomically; an event in flight finishes on the ruleset it started with.
+    """
+
+    def __init__(self, ruleset: Ruleset, *, events: Catalogue[EventSpec] | None = None,
+                 actions: Catalogue[ActionSpec] | None = None, dry_run: bool = False,
+                 clock: Callable[[], _dt.datetime] | None = None, max_depth: int = 10, max_firings: int = 100) -> None:
+        self.ruleset = ruleset
+        self.events = events if events is not None else default_events()
+        self.actions = actions if actions is not None else default_actions()
+        self.dry_run = dry_run
+        self.clock = clock or utcnow
+        self.max_depth = max_depth
+        self.max_firings = max_firings
+        self._swap = threading.Lock()
+
+    # ---- construction -----------------------------------------------------------------
+    @classmethod
+    def from_paths(cls, *paths: str | os.PathLike[str], events: Catalogue[EventSpec] | None = None,
+                   actions: Catalogue[ActionSpec] | None = None, **options: Any) -> "Engine":
+        events = events if events is not None else default_events()
+        actions = actions if actions is not None else default_actions()
+        ruleset = load_ruleset(paths or ("rules.d",), events, actions)
+        return cls(ruleset, events=events, actions=actions, **options)
+
+    @classmethod
+    def from_source(cls, text: str, path: str = "<string>.rules", *, events: Catalogue[EventSpec] | None = None,
+                    actions: Catalogue[ActionSpec] | None = None, **options: Any) -> "Engine":
+        events = events if events is not None else default_events()
+        actions = actions if actions is not None else default_actions()
+        return cls(build_ruleset({path: text}, events, actions), events=events, actions=actions, **options)
+
+    def reload(self, *paths: str | os.PathLike[str]) -> Ruleset:
+        """Build a new ruleset from ``paths`` and swap it in; on error the current one stays (RulesetError)."""
+        ruleset = load_ruleset(paths, self.events, self.actions)
+        with self._swap:
+            self.ruleset = ruleset
+        return ruleset
+
+    # ---- input --------------------------------------------------------------------------
+    def event(self, data: Event | dict[str, Any]) -> Event:
+        """Validate an incoming event: known name, a valid order, a payload of the event's model."""
+        event = data if isinstance(data, Event) else Event.from_dict(data)
+        spec = self.events.get(event.name)
+        if spec is None:
+            suggestions = self.events.suggest(event.name)
+            hint = f" (did you mean {suggestions[0]!r}?)" if suggestions else ""
+            raise EventError(f"unknown event {event.name!r}{hint}")
+        try:
+            order = parse_order(event.order)
+            store = parse_store(event.store)
+        except OrderError as exc:
+            raise EventError(str(exc)) from exc
+        payload = _validate_payload(spec, event.payload)
+        return Event(spec.name, order, payload, store, event.id)
+
+    # ---- matching and processing ----------------------------------------------------------
+    def match(self, data: Event | dict[str, Any], *, validated: bool = False) -> list[str]:
+        """Names of the rules whose conditions hold for this event and order, without running anything."""
+        event = data if validated and isinstance(data, Event) else self.event(data)
+        plan = self.ruleset.plan(event.name)
+        if plan is None:
+            return []
+        event_ns = {"name": event.name, **event.payload}
+        return [plan.rules[i].name for i in plan.match(event.order, event_ns, event.store, self.clock())]
+
+    def process(self, data: Event | dict[str, Any], *, dry_run: bool | None = None) -> list[Decision]:
+        """Process one incoming event and every event it emits; one decision per processed event."""
+        ruleset = self.ruleset
+        dry = self.dry_run if dry_run is None else dry_run
+        event = self.event(data)
+        queue: deque[_Pending] = deque([_Pending(event.name, event.payload, event.order, 0, (event.name,),
+                                                 None, event.id)])
+        decisions: list[Decision] = []
+        budget = [self.max_firings]
+        while queue:
+            pending = queue.popleft()
+            decision, emitted = self._run_event(ruleset, pending, event.store, dry, budget)
+            decisions.append(decision)
+            if decision.stopped is not None and decision.stopped.get("reason", "").startswith("firing limit"):
+                queue.clear()
+                break
+            for rule_name, item in emitted:
+                spec = self.events.get(item.name)
+                name = spec.name if spec is not None else item.name
+                chain = pending.chain + (rule_name, name)
+                if pending.depth + 1 > self.max_depth:
+                    decision.stopped = {"reason": f"depth limit {self.max_depth} reached; {name!r} was not processed",
+                                        "chain": list(chain)}
+                    continue
+                payload = _validate_payload(spec, item.payload) if spec is not None else dict(item.payload)
+                queue.append(_Pending(name, payload, item.order if item.order is not None else pending.order,
+                                      pending.depth + 1, chain, rule_name))
+        return decisions
+
+    def _run_event(self, ruleset: Ruleset, pending: _Pending, store: dict[str, Any], dry: bool,
+                   budget: list[int]) -> tuple[Decision, list[tuple[str, Emitted]]]:
+        order = pending.order
+        decision = Decision(pending.name, _order_id(order), ruleset.version, depth=pending.depth,
+                            event_id=pending.event_id, cause=pending.cause, dry_run=dry)
+        emitted: list[tuple[str, Emitted]] = []
+        plan = ruleset.plan(pending.name)
+        if plan is not None:
+            now = self.clock()
+            event_ns = {"name": pending.name, **pending.payload}
+            event = Event(pending.name, order, pending.payload, store, pending.event_id)
+            rules = plan.rules
+            hits: list[int] | None = plan.match(order, event_ns, store, now)
+            position = 0
+            next_index = 0
+            while True:
+                if hits is not None:
+                    if position >= len(hits):
+                        break
+                    index = hits[position]
+                    position += 1
+                else:
+                    index = next_index
+                    while index < len(rules) and not rules[index].condition(order, event_ns, store, now):
+                        index += 1
+                    if index >= len(rules):
+                        break
+                next_index = index + 1
+                rule = rules[index]
+                if budget[0] <= 0:
+                    decision.stopped = {"reason": f"firing limit {self.max_firings} reached; rule {rule.name!r} "
+                                                  "and everything after it did not run",
+                                        "chain": list(pending.chain) + [rule.name]}
+                    break
+                budget[0] -= 1
+                runner = _Runner(self, rule, order, event, event_ns, store, dry, now)
+                rule.act(runner, order, event_ns, store, now)
+                decision.fired.append(rule.name)
+                decision.actions.extend(runner.records)
+                for item in runner.emitted:
+                    emitted.append((rule.name, item))
+                    decision.emitted.append(self._canonical_event(item.name))
+                if runner.stopped:
+                    break
+                if runner.changed:
+                    hits = None  # later conditions must see the order as this rule left it
+        decision.order = dump_order(order)
+        return decision, emitted
+
+    def _canonical_event(self, name: str) -> str:
+        spec = self.events.get(name)
+        return spec.name if spec is not None else name
+
+
+def _validate_payload(spec: EventSpec, payload: dict[str, Any]) -> dict[str, Any]:
+    try:
+        model: BaseModel = spec.payload.model_validate(payload)
+    except ValidationError as exc:
+        raise EventError(f'bad payload for "{spec.name}": {_validation_message(exc)}') from exc
+    return model.model_dump(mode="python")
+
+
+def _order_id(order: dict[str, Any]) -> str | None:
+    value = order.get("id")
+    return None if value is None else str(value)
+
+
+def default_events() -> Catalogue[EventSpec]:
+    """A copy of the built-in event catalogue (core and integrations)."""
+    _register_builtins()
+    return EVENTS.copy()
+
+
+def default_actions() -> Catalogue[ActionSpec]:
+    """A copy of the built-in action catalogue; register your own actions on it."""
+    _register_builtins()
+    return ACTIONS.copy()
+
+
+def _register_builtins() -> None:
+    from . import events  # noqa: F401 - registers the core events
+    import ruledesk.actions  # noqa: F401 - registers actions and integration events
+
+
+__all__ = ["Engine", "Decision", "ActionRecord", "EventError", "default_events", "default_actions",
+           "find_rule_files", "read_sources"]
