@@ -193,7 +193,7 @@ def set_shipping_method(ctx: ActionContext, params: ShippingMethodParams) -> dic
     return {"from": previous, "to": params.method}
 
 
-@action("Set Item Metadata", ItemMetadataParams)
+@action("Set Item Metadata", ItemMetadataParams, needs_item=True)
 def set_item_metadata(ctx: ActionContext, params: ItemMetadataParams) -> dict[str, Any]:
     """Set one metadata key of the current item (inside a for block)."""
     item = _current_item(ctx, "Set Item Metadata")
@@ -201,7 +201,8 @@ def set_item_metadata(ctx: ActionContext, params: ItemMetadataParams) -> dict[st
     return {"item": item.get("id")}
 
 
-@action("Set Item Field", FieldValueParams, static_check=_field_check(item_field_problem, validate_item_field))
+@action("Set Item Field", FieldValueParams, static_check=_field_check(item_field_problem, validate_item_field),
+        needs_item=True)
 def set_item_field(ctx: ActionContext, params: FieldValueParams) -> dict[str, Any]:
     """Set a top-level field of the current item (name, code, price, quantity, ...) inside a for block."""
     item = _current_item(ctx, "Set Item Field")

@@ -60,6 +60,7 @@ class ActionSpec:
     emits: tuple[str, ...] = ()
     static_check: StaticCheck | None = None
     source: str = "core"
+    needs_item: bool = False  # acts on the current item: only allowed inside a `for` block
 
 
 T = TypeVar("T", EventSpec, ActionSpec)
@@ -136,13 +137,14 @@ def action(
     emits: tuple[str, ...] = (),
     static_check: StaticCheck | None = None,
     source: str = "core",
+    needs_item: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn(ctx, params)`` as an action in the default catalogue."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         summary = description or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
         ACTIONS.register(
-            ActionSpec(name, params, fn, summary, external, mutates_order, emits, static_check, source)
+            ActionSpec(name, params, fn, summary, external, mutates_order, emits, static_check, source, needs_item)
         )
         return fn
 

@@ -615,7 +615,7 @@ class Checker:
             for arg in call.args:
                 typer.infer(arg.value, scope)
             return
-        if getattr(spec, "needs_item", False) and not in_for:
+        if spec.needs_item and not in_for:
             diagnostics.error(call.loc, "E208", f'"{spec.name}" acts on an item and must be inside a for block',
                               f'write for item in order.order_items {{ "{spec.name}"(...) }}')
         fields = spec.params.model_fields
