@@ -55,6 +55,7 @@ class CompiledRule:
         self.node = node
         self.order_key = order_key
         self.slots: list[ActionSlot] = []
+        self.trace_nodes: TraceNodes | None = None  # set when compiled with trace support
         self._sources: dict[str, str] = {}
         self._functions: dict[str, Callable[..., Any]] = {}
         self._namespace: dict[str, Any] = {}
@@ -76,6 +77,19 @@ class CompiledRule:
         return self._function("cond")
 
     @property
+    def why(self) -> Callable[..., Any]:
+        """``(order, event, store, now) -> None`` when the condition holds, else its deciding clause
+        as ``(clause index, *values compared)``."""
+        return self._function("why")
+
+    @property
+    def trace(self) -> Callable[..., Any]:
+        """``(order, event, store, now, tr, tq) -> bool``, calling back for every value (see ExprCompiler)."""
+        if "trace" not in self._sources:
+            raise RuntimeError("this ruleset was built without trace support (build_ruleset(..., trace=True))")
+        return self._function("trace")
+
+    @property
     def act(self) -> Callable[..., Any]:
         """``(run, order, event, store, now) -> None``: runs the actions through ``run.call``."""
         return self._function("act")
@@ -93,6 +107,20 @@ class EventPlan:
     match: Callable[..., list[int]]  # (order, event, store, now) -> indexes of rules whose condition holds
     source: str = ""
     line_map: dict[int, ast.Loc] = field(default_factory=dict)
+    why_source: str = ""
+    namespace: dict[str, Any] = field(default_factory=dict, repr=False)
+    _match_why: Callable[..., Any] | None = field(default=None, repr=False)
+
+    @property
+    def match_why(self) -> Callable[..., tuple[list[int], dict[int, tuple]]]:
+        """``(order, event, store, now) -> (fired, missed)``: like ``match``, and for every rule that
+        did not fire, ``missed[i] = (clause index, *values compared)`` -- its deciding clause.
+        Compiled on first use."""
+        if self._match_why is None:
+            scope = dict(self.namespace)
+            exec(compile(self.why_source, f"<match_why {self.event!r}>", "exec"), scope)  # noqa: S102
+            self._match_why = scope["match_why"]
+        return self._match_why
 
     def location(self, generated_line: int) -> ast.Loc | None:
         """The rule-file location a line of the generated match code came from (for tracebacks)."""
@@ -121,9 +149,10 @@ class _Function:
 
 
 class Compiler:
-    def __init__(self, checked: CheckResult, actions: Catalogue[ActionSpec]) -> None:
+    def __init__(self, checked: CheckResult, actions: Catalogue[ActionSpec], trace: bool = False) -> None:
         self.checked = checked
         self.actions = actions
+        self.trace = trace
         self.consts: dict[str, Any] = {}
         self._const_ids: dict[tuple[type, Any], str] = {}
         self.lines: list[str] = []
@@ -154,6 +183,10 @@ class Compiler:
                               (-rule.priority, checked.file_index, checked.position))
             compiled.append(cr)
             cr._sources["cond"] = self._capture(lambda: self._emit_condition(checked))
+            cr._sources["why"] = self._capture(lambda: self._emit_why(checked))
+            if self.trace:
+                cr.trace_nodes = TraceNodes()
+                cr._sources["trace"] = self._capture(lambda: self._emit_trace(checked, cr.trace_nodes))
             cr._sources["act"] = self._capture(lambda: self._emit_actions(checked, cr))
         by_event: dict[str, list[int]] = {}
         for index, cr in enumerate(compiled):
@@ -167,11 +200,13 @@ class Compiler:
         for event, indexes in by_event.items():
             # One compile() per event keeps the peak memory of CPython's compiler small.
             self.lines, self.line_map = [], {}
-            self._emit_match([ordered[i] for i in indexes])
+            rules = [ordered[i] for i in indexes]
+            self._emit_match(rules)
             source = "\n".join(self.lines) + "\n"
             exec(compile(source, f"<match {event!r}>", "exec"), namespace)  # noqa: S102 - generated code
+            why_source = self._capture(lambda: self._emit_match_why(rules))
             plans[event] = EventPlan(event, tuple(compiled[i] for i in indexes), namespace.pop("match"),
-                                     source, self.line_map)
+                                     source, self.line_map, why_source, namespace)
         namespace.update(self.consts)  # the constants the match functions added
         for cr in compiled:
             cr._namespace = namespace
@@ -210,6 +245,59 @@ class Compiler:
         for read in fn.read_lines:
             self._line("    " + read)
         self._line(f"    return {expr}", cond.loc if cond is not None else checked.rule.loc)
+
+    def _clauses(self, checked: CheckedRule, fn: _Function) -> list[tuple[list[str], str, str, ast.Loc]]:
+        """(setup lines, test, captured values, location) of each top-level clause of a condition."""
+        cond = checked.rule.condition
+        if cond is None:
+            return []
+        parts = cond.operands if isinstance(cond, ast.BoolOp) and cond.op == "and" else (cond,)
+        ec = ExprCompiler(self, self._typer(checked), fn)
+        return [ec.clause_check(part, checked.scope, self._env(checked)) + (part.loc,) for part in parts]
+
+    def _emit_trace(self, checked: CheckedRule, nodes: TraceNodes) -> None:
+        cond = checked.rule.condition
+        self._line("def trace(order, event, store, now, tr, tq):", checked.rule.loc)
+        if cond is None:
+            self._line("    return True")
+            return
+        ec = ExprCompiler(self, self._typer(checked), _Function(hoist=False), trace=nodes)
+        self._line(f"    return {ec.bool(cond, checked.scope, self._env(checked))}", cond.loc)
+
+    def _emit_why(self, checked: CheckedRule) -> None:
+        fn = _Function(hoist=True)
+        clauses = self._clauses(checked, fn)
+        self._line("def why(order, event, store, now):", checked.rule.loc)
+        for read in fn.read_lines:
+            self._line("    " + read)
+        for index, (setup, test, values, loc) in enumerate(clauses):
+            for line in setup:
+                self._line("    " + line, loc)
+            self._line(f"    if not {test}: return ({index}, {values})", loc)
+        self._line("    return None")
+
+    def _emit_match_why(self, rules: list[CheckedRule]) -> None:
+        fn = _Function(hoist=True)
+        body: list[tuple[str, ast.Loc | None]] = []
+        for position, checked in enumerate(rules):
+            clauses = self._clauses(checked, fn)
+            if not clauses:
+                body.append((f"    hit({position})", checked.rule.loc))
+                continue
+            body.append(("    while True:", checked.rule.loc))
+            for index, (setup, test, values, loc) in enumerate(clauses):
+                body.extend((f"        {line}", loc) for line in setup)
+                body.append((f"        if not {test}: missed[{position}] = ({index}, {values}); break", loc))
+            body.append((f"        hit({position}); break", None))
+        self._line("def match_why(order, event, store, now):")
+        for read in fn.read_lines:
+            self._line("    " + read)
+        self._line("    fired = []")
+        self._line("    hit = fired.append")
+        self._line("    missed = {}")
+        for text, loc in body:
+            self._line(text, loc)
+        self._line("    return fired, missed")
 
     def _emit_match(self, rules: list[CheckedRule]) -> None:
         fn = _Function(hoist=True)
@@ -269,14 +357,35 @@ class Compiler:
             self._line(f"{pad}if run.halted: return None")
 
 
-class ExprCompiler:
-    """Compiles one expression to a Python expression string."""
+class TraceNodes:
+    """The expression occurrences a traced condition records, by id: (node, depth, kind)."""
 
-    def __init__(self, compiler: Compiler, typer: Typer, fn: _Function, no_walrus: bool = False) -> None:
+    def __init__(self) -> None:
+        self.nodes: list[tuple[ast.Expr, int, str]] = []
+
+    def add(self, node: ast.Expr, depth: int, kind: str = "value") -> int:
+        self.nodes.append((node, depth, kind))
+        return len(self.nodes) - 1
+
+
+_UNTRACED = (ast.StringLit, ast.NumberLit, ast.DurationLit, ast.BoolLit, ast.NullLit)
+
+
+class ExprCompiler:
+    """Compiles one expression to a Python expression string.
+
+    With ``trace`` set, every non-literal subexpression is wrapped in ``tr(id, value)`` and every
+    element a quantifier looks at in ``tq(id, element, result)``, so a full explanation can be
+    rebuilt from the calls (ids index ``trace.nodes``)."""
+
+    def __init__(self, compiler: Compiler, typer: Typer, fn: _Function, no_walrus: bool = False,
+                 trace: TraceNodes | None = None, depth: int = 0) -> None:
         self.c = compiler
         self.typer = typer
         self.fn = fn
         self.no_walrus = no_walrus
+        self.trace = trace
+        self.depth = depth
 
     def type(self, e: ast.Expr, scope: Scope) -> T.Type:
         return self.typer.infer(e, scope)
@@ -291,7 +400,7 @@ class ExprCompiler:
         return self.expr(e, scope, env)
 
     def iterable(self, e: ast.Expr, scope: Scope, env: dict[str, str]) -> str:
-        inner = ExprCompiler(self.c, self.typer, self.fn, no_walrus=True)
+        inner = ExprCompiler(self.c, self.typer, self.fn, no_walrus=True, trace=self.trace, depth=self.depth)
         code = inner.expr(e, scope, env)
         t = self.type(e, scope)
         if isinstance(t, T.ListOf):
@@ -299,7 +408,22 @@ class ExprCompiler:
         return f"rt_iter({code})"
 
     def expr(self, e: ast.Expr, scope: Scope, env: dict[str, str]) -> str:
-        return getattr(self, "c_" + type(e).__name__)(e, scope, env)
+        if self.trace is None or isinstance(e, _UNTRACED) or self._is_plain_name(e, scope):
+            return getattr(self, "c_" + type(e).__name__)(e, scope, env)
+        node_id = self.trace.add(e, self.depth)
+        self.depth += 1
+        try:
+            code = getattr(self, "c_" + type(e).__name__)(e, scope, env)
+        finally:
+            self.depth -= 1
+        return f"tr({node_id}, {code})"
+
+    def _is_plain_name(self, e: ast.Expr, scope: Scope) -> bool:
+        """order/event/store and binders are not worth a trace line (quantifier elements have their own)."""
+        if not isinstance(e, ast.Name):
+            return False
+        binding = scope.get(e.id)
+        return binding is not None and binding.kind in ("root", "binder")
 
     def simple(self, code: str) -> tuple[str, str]:
         """(first use, later uses) of a value: a walrus temp when the code is not a plain name."""
@@ -463,48 +587,61 @@ class ExprCompiler:
         return f"{_ARITH_HELPERS[e.op]}({self.expr(e.left, scope, env)}, {self.expr(e.right, scope, env)})"
 
     def c_Compare(self, e, scope, env):
+        left, right = self.compare_operands(e, scope, env)
+        return self.compare_code(e, left, right, scope)
+
+    def compare_operands(self, e: ast.Compare, scope: Scope, env: dict[str, str]) -> tuple[str, str]:
+        """Code for the two operands as the comparison uses them: a constant set for `in` a literal
+        list, the compiled pattern for `matches`, the other side only for a test against null."""
+        if e.op in ("==", "!=") and isinstance(e.left, ast.NullLit):
+            return self.expr(e.right, scope, env), "None"
+        left = self.expr(e.left, scope, env)
+        if e.op == "matches":
+            return left, self.c.const(self.typer.regex_of(e.right, scope))
+        if e.op in ("in", "not in") and self._constant_members(e, scope) is not None:
+            return left, self._constant_members(e, scope)
+        return left, self.expr(e.right, scope, env)
+
+    def _constant_members(self, e: ast.Compare, scope: Scope) -> str | None:
+        literal = self.literal_value(e.right, scope)
+        if literal is None or self.type(e.left, scope) not in (T.STRING, T.NUMBER, T.BOOL):
+            return None
+        return self.c.const(frozenset(literal))
+
+    def compare_code(self, e: ast.Compare, left: str, right: str, scope: Scope) -> str:
+        """The test ``left <op> right`` with the language's null rules, given the operands' code."""
         op = e.op
         lt, rt = self.type(e.left, scope), self.type(e.right, scope)
         if op in ("==", "!="):
             if isinstance(e.right, ast.NullLit) or isinstance(e.left, ast.NullLit):
-                other = e.left if isinstance(e.right, ast.NullLit) else e.right
-                return f"({self.expr(other, scope, env)} {'is' if op == '==' else 'is not'} None)"
-            left, right = self.expr(e.left, scope, env), self.expr(e.right, scope, env)
+                return f"({left} {'is' if op == '==' else 'is not'} None)"
             if op == "==":
                 return f"({left} == {right})"
             return self._null_guarded(left, right, "!=")
         if op in _CMP_HELPERS:
-            left, right = self.expr(e.left, scope, env), self.expr(e.right, scope, env)
             if lt in _SCALARS and lt == rt:
                 return self._null_guarded(left, right, op)
             return f"{_CMP_HELPERS[op]}({left}, {right})"
         if op in ("in", "not in"):
-            left = self.expr(e.left, scope, env)
-            literal = self.literal_value(e.right, scope)
-            if literal is not None and lt in (T.STRING, T.NUMBER, T.BOOL):
-                members = self.c.const(frozenset(literal))
+            if self._constant_members(e, scope) is not None:
                 if op == "in":
-                    return f"({left} in {members})"
+                    return f"({left} in {right})"
                 first, later = self.simple(left)
-                return f"({first} is not None and {later} not in {members})"
-            right = self.expr(e.right, scope, env)
+                return f"({first} is not None and {later} not in {right})"
             return f"{'rt_in' if op == 'in' else 'rt_not_in'}({left}, {right})"
         if op == "contains":
-            left, right = self.expr(e.left, scope, env), self.expr(e.right, scope, env)
             if lt == T.STRING and isinstance(e.right, ast.StringLit):
                 first, later = self.simple(left)
                 return f"({first} is not None and {right} in {later})"
             return f"rt_contains({left}, {right})"
         if op in ("starts with", "ends with"):
-            left, right = self.expr(e.left, scope, env), self.expr(e.right, scope, env)
             method = "startswith" if op == "starts with" else "endswith"
             if lt == T.STRING and isinstance(e.right, ast.StringLit):
                 first, later = self.simple(left)
                 return f"({first} is not None and {later}.{method}({right}))"
             return f"{'rt_starts' if op == 'starts with' else 'rt_ends'}({left}, {right})"
         if op == "matches":
-            pattern = self.typer.regex_of(e.right, scope)
-            return f"rt_matches({self.c.const(pattern)}, {self.expr(e.left, scope, env)})"
+            return f"rt_matches({right}, {left})"
         raise AssertionError(op)
 
     def _null_guarded(self, left: str, right: str, op: str) -> str:
@@ -519,8 +656,30 @@ class ExprCompiler:
             return f"{_CMP_HELPERS.get(op, 'rt_ne')}({left}, {right})"
         return "(" + " and ".join(guards + [f"{ll} {op} {rl}"]) + ")"
 
+    def clause_check(self, e: ast.Expr, scope: Scope, env: dict[str, str]) -> tuple[list[str], str, str]:
+        """One top-level clause as (setup statements, test, values): the operands are computed into
+        ``_a``/``_b`` first, so a failing test can report the values it compared."""
+        if isinstance(e, ast.Compare):
+            left, right = self.compare_operands(e, scope, env)
+            setup = []
+            if not _LITERAL.match(left) and left != "None":
+                setup.append(f"_a = {left}")
+                left = "_a"
+            if not _LITERAL.match(right) and right != "None":
+                setup.append(f"_b = {right}")
+                right = "_b"
+            shown = right
+            if e.op in ("in", "not in") and self._constant_members(e, scope) is not None:
+                shown = self.c.const(list(self.literal_value(e.right, scope)))  # as written, not as a set
+            return setup, self.compare_code(e, left, right, scope), f"{left}, {shown}"
+        if isinstance(e, ast.Test):
+            return [f"_a = {self.expr(e.operand, scope, env)}"], self.test_code(e, "_a"), "_a,"
+        return [], self.bool(e, scope, env), ""
+
     def c_Test(self, e, scope, env):
-        value = self.expr(e.operand, scope, env)
+        return self.test_code(e, self.expr(e.operand, scope, env))
+
+    def test_code(self, e: ast.Test, value: str) -> str:
         if e.op == "is set":
             first, later = self.simple(value)
             return f"({first} is not None and {later} != '')"
@@ -536,9 +695,21 @@ class ExprCompiler:
         inner_env = dict(env, **{var: name})
         return name, self.iterable(iterable, scope, env), inner_scope, inner_env
 
+    def _element_cond(self, node: ast.Expr, cond: ast.Expr, name: str, scope: Scope, env: dict[str, str]) -> str:
+        """The where-condition of a quantifier or count, recorded per element when tracing."""
+        if self.trace is None:
+            return self.bool(cond, scope, env)
+        element_id = self.trace.add(node, self.depth, "element")
+        self.depth += 1
+        try:
+            code = self.bool(cond, scope, env)
+        finally:
+            self.depth -= 1
+        return f"tq({element_id}, {name}, {code})"
+
     def c_Quantifier(self, e, scope, env):
         name, iterable, inner_scope, inner_env = self._binder(e.var, e.iterable, scope, env)
-        cond = self.bool(e.cond, inner_scope, inner_env)
+        cond = self._element_cond(e, e.cond, name, inner_scope, inner_env)
         if e.kind == "any":
             return f"any(True for {name} in {iterable} if {cond})"
         return f"all({cond} for {name} in {iterable})"
@@ -547,7 +718,7 @@ class ExprCompiler:
         if e.var is None or e.cond is None:
             return f"rt_count({self.expr(e.iterable, scope, env)})"
         name, iterable, inner_scope, inner_env = self._binder(e.var, e.iterable, scope, env)
-        return f"sum(1 for {name} in {iterable} if {self.bool(e.cond, inner_scope, inner_env)})"
+        return f"sum(1 for {name} in {iterable} if {self._element_cond(e, e.cond, name, inner_scope, inner_env)})"
 
     def c_Sum(self, e, scope, env):
         if e.var is None:

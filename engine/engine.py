@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from .catalogue import ACTIONS, EVENTS, ActionSpec, Catalogue, EventSpec
 from .compiler import CompiledRule
+from .explain import DECIDING, FULL, LEVELS, OFF, Recorder, RuleOutcome, explain_lines
 from .models import OrderError, dump_order, dump_value, parse_order, parse_store
 from .ruleset import Ruleset, build_ruleset, find_rule_files, load_ruleset, read_sources
 from .runtime import ActionContext, ActionError, Emitted, Event, utcnow
@@ -58,8 +59,15 @@ class Decision:
     cause: str | None = None  # the rule whose action emitted this event
     stopped: dict[str, Any] | None = None
     dry_run: bool = False
+    # Every rule of the event in evaluation order, fired or not and why (see engine/explain.py).
+    outcomes: list[RuleOutcome] = field(default_factory=list, repr=False)
+    sources: dict[str, str] = field(default_factory=dict, repr=False)
 
-    def to_json(self) -> dict[str, Any]:
+    def explain(self, full: bool = False) -> list[str]:
+        """Readable lines: every rule of the event, fired or the clause that decided it did not."""
+        return explain_lines(self.outcomes, self.sources, full)
+
+    def to_json(self, explain: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
             "event": self.event, "order_id": self.order_id, "ruleset": self.ruleset, "fired": list(self.fired),
             "actions": [a.to_json() for a in self.actions], "emitted": list(self.emitted), "order": self.order,
@@ -73,6 +81,8 @@ class Decision:
             data["stopped"] = self.stopped
         if self.dry_run:
             data["dry_run"] = True
+        if explain:
+            data["explain"] = [outcome.to_json(self.sources) for outcome in self.outcomes]
         return data
 
 
@@ -167,8 +177,10 @@ class Engine:
 
     def __init__(self, ruleset: Ruleset, *, events: Catalogue[EventSpec] | None = None,
                  actions: Catalogue[ActionSpec] | None = None, dry_run: bool = False,
-                 clock: Callable[[], _dt.datetime] | None = None, max_depth: int = 10, max_firings: int = 100) -> None:
+                 clock: Callable[[], _dt.datetime] | None = None, max_depth: int = 10, max_firings: int = 100,
+                 explain: str = DECIDING) -> None:
         self.ruleset = ruleset
+        self.explain = explain
         self.events = events if events is not None else default_events()
         self.actions = actions if actions is not None else default_actions()
         self.dry_run = dry_run
@@ -183,7 +195,7 @@ class Engine:
                    actions: Catalogue[ActionSpec] | None = None, **options: Any) -> "Engine":
         events = events if events is not None else default_events()
         actions = actions if actions is not None else default_actions()
-        ruleset = load_ruleset(paths or ("rules.d",), events, actions)
+        ruleset = load_ruleset(paths or ("rules.d",), events, actions, trace=options.get("explain") == FULL)
         return cls(ruleset, events=events, actions=actions, **options)
 
     @classmethod
@@ -191,11 +203,12 @@ class Engine:
                     actions: Catalogue[ActionSpec] | None = None, **options: Any) -> "Engine":
         events = events if events is not None else default_events()
         actions = actions if actions is not None else default_actions()
-        return cls(build_ruleset({path: text}, events, actions), events=events, actions=actions, **options)
+        ruleset = build_ruleset({path: text}, events, actions, trace=options.get("explain") == FULL)
+        return cls(ruleset, events=events, actions=actions, **options)
 
     def reload(self, *paths: str | os.PathLike[str]) -> Ruleset:
         """Build a new ruleset from ``paths`` and swap it in; on error the current one stays (RulesetError)."""
-        ruleset = load_ruleset(paths, self.events, self.actions)
+        ruleset = load_ruleset(paths, self.events, self.actions, trace=self.explain == FULL)
         with self._swap:
             self.ruleset = ruleset
         return ruleset
@@ -227,10 +240,22 @@ class Engine:
         event_ns = {"name": event.name, **event.payload}
         return [plan.rules[i].name for i in plan.match(event.order, event_ns, event.store, self.clock())]
 
-    def process(self, data: Event | dict[str, Any], *, dry_run: bool | None = None) -> list[Decision]:
-        """Process one incoming event and every event it emits; one decision per processed event."""
+    def process(self, data: Event | dict[str, Any], *, dry_run: bool | None = None,
+                explain: str | None = None) -> list[Decision]:
+        """Process one incoming event and every event it emits; one decision per processed event.
+
+        ``explain`` ("off", "deciding", "full"; default: the engine's) says how much of the why
+        each decision records: "deciding" (the default) keeps, for every rule that did not fire,
+        the clause that decided it and the values it compared; "full" keeps every value every
+        condition computed (the ruleset must be built with ``trace=True``)."""
         ruleset = self.ruleset
         dry = self.dry_run if dry_run is None else dry_run
+        explain = self.explain if explain is None else explain
+        if explain not in LEVELS:
+            raise ValueError(f"explain must be one of {', '.join(LEVELS)}")
+        if explain == FULL and not ruleset.traced:
+            raise ValueError("a full explanation needs a ruleset built with trace=True "
+                             "(Engine.from_paths(..., explain='full'))")
         event = self.event(data)
         queue: deque[_Pending] = deque([_Pending(event.name, event.payload, event.order, 0, (event.name,),
                                                  None, event.id)])
@@ -238,7 +263,7 @@ class Engine:
         budget = [self.max_firings]
         while queue:
             pending = queue.popleft()
-            decision, emitted = self._run_event(ruleset, pending, event.store, dry, budget)
+            decision, emitted = self._run_event(ruleset, pending, event.store, dry, budget, explain)
             decisions.append(decision)
             if decision.stopped is not None and decision.stopped.get("reason", "").startswith("firing limit"):
                 queue.clear()
@@ -257,53 +282,98 @@ class Engine:
         return decisions
 
     def _run_event(self, ruleset: Ruleset, pending: _Pending, store: dict[str, Any], dry: bool,
-                   budget: list[int]) -> tuple[Decision, list[tuple[str, Emitted]]]:
+                   budget: list[int], explain: str) -> tuple[Decision, list[tuple[str, Emitted]]]:
         order = pending.order
         decision = Decision(pending.name, _order_id(order), ruleset.version, depth=pending.depth,
-                            event_id=pending.event_id, cause=pending.cause, dry_run=dry)
+                            event_id=pending.event_id, cause=pending.cause, dry_run=dry, sources=ruleset.sources)
         emitted: list[tuple[str, Emitted]] = []
         plan = ruleset.plan(pending.name)
         if plan is not None:
-            now = self.clock()
-            event_ns = {"name": pending.name, **pending.payload}
-            event = Event(pending.name, order, pending.payload, store, pending.event_id)
-            rules = plan.rules
-            hits: list[int] | None = plan.match(order, event_ns, store, now)
-            position = 0
-            next_index = 0
-            while True:
-                if hits is not None:
-                    if position >= len(hits):
-                        break
-                    index = hits[position]
-                    position += 1
-                else:
-                    index = next_index
-                    while index < len(rules) and not rules[index].condition(order, event_ns, store, now):
-                        index += 1
-                    if index >= len(rules):
-                        break
-                next_index = index + 1
-                rule = rules[index]
-                if budget[0] <= 0:
-                    decision.stopped = {"reason": f"firing limit {self.max_firings} reached; rule {rule.name!r} "
-                                                  "and everything after it did not run",
-                                        "chain": list(pending.chain) + [rule.name]}
-                    break
-                budget[0] -= 1
-                runner = _Runner(self, rule, order, event, event_ns, store, dry, now)
-                rule.act(runner, order, event_ns, store, now)
-                decision.fired.append(rule.name)
-                decision.actions.extend(runner.records)
-                for item in runner.emitted:
-                    emitted.append((rule.name, item))
-                    decision.emitted.append(self._canonical_event(item.name))
-                if runner.stopped:
-                    break
-                if runner.changed:
-                    hits = None  # later conditions must see the order as this rule left it
+            self._evaluate(plan, pending, order, store, dry, budget, explain, decision, emitted)
         decision.order = dump_order(order)
         return decision, emitted
+
+    def _evaluate(self, plan, pending: _Pending, order, store, dry: bool, budget: list[int], explain: str,
+                  decision: Decision, emitted: list[tuple[str, Emitted]]) -> None:
+        """Run the event's rules in order; each condition sees the order as the earlier rules left it.
+
+        While no action has changed the order, the shared ``match`` result stays valid; after a
+        change the remaining rules are evaluated one by one.  With explanations on, every rule
+        that does not fire gets its deciding clause, computed against the very state it saw."""
+        now = self.clock()
+        event_ns = {"name": pending.name, **pending.payload}
+        event = Event(pending.name, order, pending.payload, store, pending.event_id)
+        rules = plan.rules
+        outcomes = decision.outcomes
+        missed: dict[int, tuple] = {}
+        batch = explain != FULL
+        if explain == DECIDING:
+            hits, missed = plan.match_why(order, event_ns, store, now)
+        elif explain == OFF:
+            hits = plan.match(order, event_ns, store, now)
+        position = 0
+        index = 0
+        while index < len(rules):
+            if batch:
+                upcoming = hits[position] if position < len(hits) else len(rules)
+                position += 1
+                if explain == DECIDING:
+                    for skipped in range(index, upcoming):
+                        why = missed[skipped]
+                        outcomes.append(RuleOutcome(rules[skipped], False, why[0], why[1:]))
+                if upcoming >= len(rules):
+                    break
+                index = upcoming
+            else:
+                rule = rules[index]
+                if explain == FULL:
+                    recorder = Recorder()
+                    holds = bool(rule.trace(order, event_ns, store, now, recorder.value, recorder.element))
+                    if not holds:
+                        why = rule.why(order, event_ns, store, now)
+                        outcomes.append(RuleOutcome(rule, False, why[0] if why else None, why[1:] if why else (),
+                                                    recorder.entries))
+                        index += 1
+                        continue
+                    trace = recorder.entries
+                elif explain == DECIDING:
+                    why = rule.why(order, event_ns, store, now)
+                    if why is not None:
+                        outcomes.append(RuleOutcome(rule, False, why[0], why[1:]))
+                        index += 1
+                        continue
+                elif not rule.condition(order, event_ns, store, now):
+                    index += 1
+                    continue
+            rule = rules[index]
+            if budget[0] <= 0:
+                decision.stopped = {"reason": f"firing limit {self.max_firings} reached; rule {rule.name!r} "
+                                              "and everything after it did not run",
+                                    "chain": list(pending.chain) + [rule.name]}
+                self._not_evaluated(rules, index, "not run: firing limit", explain, outcomes)
+                return
+            budget[0] -= 1
+            runner = _Runner(self, rule, order, event, event_ns, store, dry, now)
+            rule.act(runner, order, event_ns, store, now)
+            decision.fired.append(rule.name)
+            decision.actions.extend(runner.records)
+            if explain != OFF:
+                outcomes.append(RuleOutcome(rule, True, trace=trace if explain == FULL else None))
+            for item in runner.emitted:
+                emitted.append((rule.name, item))
+                decision.emitted.append(self._canonical_event(item.name))
+            index += 1
+            if runner.stopped:
+                self._not_evaluated(rules, index, f"not evaluated: {rule.name!r} stopped processing", explain,
+                                    outcomes)
+                return
+            if runner.changed:
+                batch = False  # later conditions must see the order as this rule left it
+
+    @staticmethod
+    def _not_evaluated(rules, start: int, note: str, explain: str, outcomes: list[RuleOutcome]) -> None:
+        if explain != OFF:
+            outcomes.extend(RuleOutcome(rule, False, note=note) for rule in rules[start:])
 
     def _canonical_event(self, name: str) -> str:
         spec = self.events.get(name)

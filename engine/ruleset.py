@@ -41,6 +41,7 @@ class Ruleset:
     files: tuple[str, ...]
     sources: dict[str, str] = field(repr=False)
     diagnostics: tuple[Diagnostic, ...] = ()
+    traced: bool = False  # built with trace support (full explanations)
 
     def plan(self, event: str) -> EventPlan | None:
         return self.plans.get(event)
@@ -119,21 +120,23 @@ def check_sources(sources: dict[str, str], events: Catalogue[EventSpec], actions
 
 
 def build_ruleset(sources: dict[str, str], events: Catalogue[EventSpec], actions: Catalogue[ActionSpec],
-                  diagnostics: Diagnostics | None = None) -> Ruleset:
-    """Parse, check and compile; raises RulesetError if there is any error (warnings are kept)."""
+                  diagnostics: Diagnostics | None = None, *, trace: bool = False) -> Ruleset:
+    """Parse, check and compile; raises RulesetError if there is any error (warnings are kept).
+
+    ``trace=True`` also generates the traced conditions a full explanation needs."""
     with _no_gc_pauses():
         result, diagnostics = check_sources(sources, events, actions, diagnostics)
         if diagnostics:
             raise RulesetError(diagnostics.sorted(), sources)
-        code = Compiler(result, actions).compile()
+        code = Compiler(result, actions, trace=trace).compile()
     return Ruleset(content_hash(sources), tuple(code.rules), code.plans, tuple(sorted(sources)), dict(sources),
-                   tuple(diagnostics.sorted()))
+                   tuple(diagnostics.sorted()), trace)
 
 
 def load_ruleset(paths: Iterable[str | os.PathLike[str]], events: Catalogue[EventSpec],
-                 actions: Catalogue[ActionSpec]) -> Ruleset:
+                 actions: Catalogue[ActionSpec], *, trace: bool = False) -> Ruleset:
     diagnostics = Diagnostics()
     sources = read_sources(find_rule_files(paths), diagnostics)
     if diagnostics:
         raise RulesetError(diagnostics.sorted(), sources)
-    return build_ruleset(sources, events, actions, diagnostics)
+    return build_ruleset(sources, events, actions, diagnostics, trace=trace)

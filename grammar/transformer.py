@@ -191,7 +191,7 @@ class ASTBuilder(Transformer):
 
     def _test(op):  # noqa: N805
         def method(self, children):
-            return ast.Test(op, children[0], children[0].loc)
+            return ast.Test(op, children[0], self._span(children[0], children[-1]))
         return method
 
     is_set = _test("is set")
