@@ -23,7 +23,7 @@ from ruledesk.engine.runtime import ActionContext, ActionError
 class ActionParams(BaseModel):
     """Base of action parameter models: an unknown parameter is an error."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
 class TagOrderParams(ActionParams):

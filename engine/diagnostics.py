@@ -17,7 +17,6 @@ CODES = {
     "E103": "missing then",
     "E104": "comparisons do not chain",
     "E105": "bad number or duration",
-    "E106": "bad escape or literal",
     "E110": "file cannot be read",
     "E201": "unknown event",
     "E202": "unknown action",
