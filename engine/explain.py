@@ -248,3 +248,38 @@ def _decided_by(node: ast.Expr, item: _TraceItem) -> str:
     miss = next((i for i, c in enumerate(elements) if not c.entry.value), None)
     return (f"  (decided by element #{miss + 1})" if miss is not None
             else f"  (all {len(elements)} elements matched)")
+
+
+# ---- clause coverage -------------------------------------------------------------------
+
+_CLAUSE_NODES = (ast.Compare, ast.Test, ast.Quantifier, ast.BoolOp, ast.Not, ast.Call, ast.Name, ast.BoolLit)
+
+
+def clause_results(outcome: RuleOutcome) -> dict[ast.Loc, tuple[ast.Expr, set[bool]]]:
+    """For a traced outcome: every boolean clause the condition evaluated, with the results seen.
+
+    Clauses are the condition's boolean subexpressions (comparisons, tests, quantifiers, `and`,
+    `or`, `not`, let predicates), keyed by their location, so a clause inside a quantifier
+    collects the results of every element.  A clause short-circuiting skipped has no entry."""
+    nodes = outcome.rule.trace_nodes.nodes if outcome.rule.trace_nodes else []
+    results: dict[ast.Loc, tuple[ast.Expr, set[bool]]] = {}
+    for entry in outcome.trace or ():
+        node, _, kind = nodes[entry.node]
+        if kind != "value" or not isinstance(node, _CLAUSE_NODES) or not isinstance(entry.value, bool):
+            continue
+        results.setdefault(node.loc, (node, set()))[1].add(entry.value)
+    return results
+
+
+def condition_clauses(rule: CompiledRule) -> list[ast.Expr]:
+    """The boolean clauses of a rule's condition as written (let bodies not expanded), in source order."""
+    cond = rule.node.condition
+    if cond is None:
+        return []
+    found = []
+    for node in ast.walk(cond):
+        if isinstance(node, (ast.Compare, ast.Test, ast.Quantifier, ast.BoolOp, ast.Not)):
+            found.append(node)
+        elif isinstance(node, ast.Call) and node.func not in ("lower", "upper", "len", "now", "date", "round"):
+            found.append(node)  # a let predicate
+    return found
