@@ -26,6 +26,7 @@ _TERMINAL_WORDS = {
     "EQUAL": '"="', "DOT": '"."', "PLUS": '"+"', "MINUS": '"-"', "STAR": '"*"', "SLASH": '"/"',
     "PERCENT": '"%"', "$END": "the end of the file", "ANY": '"any"', "ALL": '"all"',
 }
+_KEYWORDS_AS_VALUES = {"then", "if", "when", "and", "or", "where", "rule", "let", "in", "is"}
 _ORDER = ["RBRACE", "THEN", "IF", "WHEN", "STRING", "NAME", "RPAR", "COMMA", "RSQB", "LBRACE", "COLON", "EQUAL"]
 
 
@@ -92,6 +93,13 @@ def _report_syntax_error(exc: UnexpectedInput, text: str, path: str, diagnostics
     loc = ast.Loc(path, line, col, line, col + (len(str(token)) if token is not None and not at_end else 1))
     open_rule = _enclosing_rule(text, _offset(text, line, col))
 
+    previous = (getattr(exc, "token_history", None) or [None])[-1]
+    if previous is not None and previous.type == "NAME" and previous in _KEYWORDS_AS_VALUES:
+        # The contextual lexer read a keyword as a name where a value was due: `if a == then`.
+        where = ast.Loc(path, previous.line, previous.column, previous.end_line, previous.end_column)
+        diagnostics.error(where, "E100", f'expected a value before "{previous}"',
+                          f'complete the expression before "{previous}"')
+        return
     if "THEN" in expected and token is not None and token.type in ("STRING", "RBRACE", "FOR"):
         where = f' of rule "{open_rule}"' if open_rule else ""
         diagnostics.error(loc, "E103", f"missing then{where}: the actions must follow then",
