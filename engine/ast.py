@@ -179,6 +179,7 @@ class Quantifier(Expr):
     iterable: Expr
     cond: Expr
     loc: Loc = _loc()
+    var_loc: Loc = _loc()
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +190,7 @@ class Count(Expr):
     iterable: Expr
     cond: Expr | None
     loc: Loc = _loc()
+    var_loc: Loc = _loc()
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +202,7 @@ class Sum(Expr):
     iterable: Expr | None
     cond: Expr | None
     loc: Loc = _loc()
+    var_loc: Loc = _loc()
 
 
 # ---- statements -----------------------------------------------------------------------
@@ -226,6 +229,7 @@ class ForBlock(Node):
     body: tuple["Statement", ...]
     loc: Loc = _loc()
     end_loc: Loc = _loc()
+    var_loc: Loc = _loc()
 
 
 Statement = ActionCall | ForBlock
@@ -286,6 +290,7 @@ class Let(Node):
     params: tuple[str, ...] | None  # None for a value, a tuple (maybe empty) for a function
     body: Expr
     loc: Loc = _loc()
+    param_locs: tuple[Loc, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,5 +321,5 @@ def walk(node: object):
         if not isinstance(current, (Node, Module)):
             continue
         yield current
-        children = [getattr(current, f) for f in current.__dataclass_fields__ if f not in ("loc", "end_loc", "name_loc", "then_loc")]
+        children = [getattr(current, f) for f in current.__dataclass_fields__ if not f.endswith("loc")]
         stack.extend(reversed([c for c in children if isinstance(c, (Node, tuple, list))]))

@@ -110,12 +110,18 @@ class Catalogue(Generic[T]):
 
 
 def closest(word: str, candidates: list[str], n: int = 3) -> list[str]:
-    """Candidates that look like ``word`` (case-insensitive), best first."""
+    """Candidates that look like ``word`` (case-insensitive), best first: only those about as close
+    as the best one, so a near-exact match is offered alone."""
     folded = {c.casefold(): c for c in candidates}
-    hits = difflib.get_close_matches(word.casefold(), list(folded), n=n, cutoff=0.6)
-    if not hits:
-        hits = [k for k in folded if word.casefold() in k or k in word.casefold()][:n]
-    return [folded[h] for h in hits]
+    target = word.casefold()
+    scored = sorted(((difflib.SequenceMatcher(None, target, k).ratio(), k) for k in folded), reverse=True)
+    scored = [(score, k) for score, k in scored if score >= 0.6]
+    if scored:
+        best = scored[0][0]
+        return [folded[k] for score, k in scored[:n] if score >= best - 0.08]
+    if len(target) < 3:
+        return []
+    return [folded[k] for k in folded if target in k or k in target][:n]
 
 
 EVENTS: Catalogue[EventSpec] = Catalogue("event")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from jinja2 import TemplateSyntaxError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from . import ast
 from . import types as T
@@ -82,12 +84,18 @@ class Typer:
         self.base_scope = base_scope  # order, event, store for the rule being checked
         self.recursive = recursive
         self._expanding: list[str] = []
+        self.generic: Diagnostics | None = None  # what the generic let check reported
+        self.sources: dict[str, str] = {}  # rule file texts, to quote code in hints
+        self.event_fields: dict[str, list[str]] = {}  # payload field -> the events that have it
+        self.no_payload: str | None = None  # why `event` has no payload (button and schedule rules)
+        self.incomplete = False  # a file did not parse: unknown names may be its lets
         # (id(expr), id(scope)) -> (expr, scope, type); holding expr and scope keeps their ids unique.
         self._memo: dict[tuple[int, int], tuple[ast.Expr, Scope, T.Type]] = {}
 
     # -- helpers
-    def err(self, loc: ast.Loc, code: str, message: str, suggestion: str | None = None) -> None:
-        self.diagnostics.error(loc, code, message, suggestion)
+    def err(self, loc: ast.Loc, code: str, message: str, suggestion: str | None = None,
+            length: int | None = None) -> None:
+        self.diagnostics.error(loc, code, message, suggestion, length)
 
     def expect_bool(self, expr: ast.Expr, scope: Scope, what: str) -> None:
         t = self.infer(expr, scope)
@@ -107,7 +115,8 @@ class Typer:
 
     def bind_var(self, var: str, loc: ast.Loc, elem: T.Type, scope: Scope) -> Scope:
         if var in RESERVED or var in ROOTS:
-            self.err(loc, "E403", f"{var!r} is reserved and cannot name a binder", "choose another name, such as i")
+            self.err(loc, "E403", f"{var!r} is reserved and cannot name a binder", "choose another name, such as i",
+                     length=len(var))
         return scope.bind(var, Binding("binder", elem))
 
     # -- inference
@@ -155,23 +164,63 @@ class Typer:
                 return T.ANY
             return self.expand(let, (), scope, e.loc)
         visible = list(scope.names) + list(self.lets)
-        hint = did_you_mean(closest(e.id, visible), quote=False)
-        if e.id == "item":
+        hint = did_you_mean(closest(e.id, [n for n in visible if n != scope.in_let]), quote=False)
+        if scope.in_let is not None and hint is None:
+            let = self.lets.get(scope.in_let)
+            params = list(let.params or ()) if let is not None else []
+            call = f"{scope.in_let}({', '.join(params + [e.id])})"
+            hint = f"a let sees only its parameters, order, event, store and other lets: write let {call} = ... and call {call}"
+        elif e.id == "item":
             hint = "item is the current element inside a for block; use any/all or a for block"
-        self.err(e.loc, "E206", f"unknown name {e.id!r}", hint)
+        if not self.incomplete:
+            self.err(e.loc, "E206", f"unknown name {e.id!r}", hint)
         return T.ANY
 
-    def expand(self, let: ast.Let, args: tuple[ast.Expr, ...], scope: Scope, use_loc: ast.Loc) -> T.Type:
+    def expand(self, let: ast.Let, args: tuple[ast.Expr, ...], scope: Scope, use_loc: ast.Loc,
+               call_text: str | None = None) -> T.Type:
+        """Type a let's body where it is used.  A problem the body has only with these arguments
+        (the generic check of the let, with parameters of any type, did not see it) is reported at
+        the call, naming the let body's location."""
         if let.name in self.recursive or let.name in self._expanding:
             return T.ANY
         let_scope = Scope({k: v for k, v in self.base_scope.names.items() if k in ROOTS}, let.name)
-        for param, arg in zip(let.params or (), args):
-            let_scope = let_scope.bind(param, Binding("param", T.ANY, arg=arg, arg_scope=scope))
+        params = let.params or ()
+        for index, param in enumerate(params):
+            if index < len(args):
+                let_scope = let_scope.bind(param, Binding("param", T.ANY, arg=args[index], arg_scope=scope))
+            else:
+                let_scope = let_scope.bind(param, Binding("param", T.ANY))  # missing: reported as E302
+        outer, self.diagnostics = self.diagnostics, Diagnostics()
         self._expanding.append(let.name)
         try:
-            return self.infer(let.body, let_scope)
+            result = self.infer(let.body, let_scope)
         finally:
             self._expanding.pop()
+            inner, self.diagnostics = self.diagnostics, outer
+        for d in inner.items:
+            if outer.seen(d) or self.generic_let_problem(d):
+                continue
+            where = f"in {call_text or let.name}"
+            outer.error(use_loc, d.code, f"{d.message} {where}",
+                        f"{let.name}'s body ({d.loc}) is {_short(self.let_text(let))}; "
+                        + (d.suggestion or "pass a value of the right type"))
+        return result
+
+    def generic_let_problem(self, d) -> bool:
+        """Whether a diagnostic was already reported by the generic check of the let bodies."""
+        return self.generic is not None and self.generic.seen(d)
+
+    def let_text(self, let: ast.Let) -> str:
+        return self.text(let.body)
+
+    def text(self, node: ast.Node) -> str:
+        """A node's source text on one line (its first line when it spans several)."""
+        loc = node.loc
+        lines = self.sources.get(loc.file, "").splitlines()
+        if not loc.line or loc.line > len(lines):
+            return "..."
+        line = lines[loc.line - 1]
+        return line[loc.col - 1:loc.end_col - 1] if loc.end_line == loc.line else line[loc.col - 1:].rstrip()
 
     def t_Attr(self, e, scope):
         base = self.infer(e.obj, scope)
@@ -184,6 +233,11 @@ class Typer:
             if base.extra is not None:
                 return base.extra
             hint = did_you_mean(closest(name, list(base.fields)), quote=False)
+            if base.name.startswith("event") and name in self.event_fields:
+                owners = " or ".join(f'"{e}"' for e in self.event_fields[name])
+                hint = f"event.{name} is in the payload of {owners}"
+                if self.no_payload:
+                    hint = f"{self.no_payload}; {hint}"
             self.err(loc, "E205", f"{base.name} has no field {name!r}", hint)
             return T.ANY
         if isinstance(base, T.MapOf):
@@ -224,20 +278,25 @@ class Typer:
                          f"write {e.func}({', '.join(let.params)})")
             for arg in e.args:
                 self.infer(arg, scope)
-            return self.expand(let, e.args, scope, e.loc)
+            return self.expand(let, e.args, scope, e.loc, self.text(e))
         if e.func not in BUILTINS:
             if e.func in self.lets:
                 self.err(e.loc, "E302", f"{e.func!r} is a value, not a function", f"write {e.func} without ( )")
                 return T.ANY
             names = list(BUILTINS) + [n for n, l in self.lets.items() if l.params is not None]
+            for arg in e.args:
+                self.infer(arg, scope)
+            if self.incomplete:
+                return T.ANY
             self.err(e.loc, "E207", f"unknown function {e.func!r}",
                      did_you_mean(closest(e.func, names), quote=False) or "built-ins: " + ", ".join(BUILTINS))
             return T.ANY
         low, high = BUILTINS[e.func]
+        args = [self.infer(a, scope) for a in e.args]
         if not low <= len(e.args) <= high:
             want = str(low) if low == high else f"{low} or {high}"
             self.err(e.loc, "E302", f"{e.func}() takes {want} argument(s), got {len(e.args)}")
-        args = [self.infer(a, scope) for a in e.args]
+            return {"now": T.DATETIME, "date": T.DATETIME, "len": T.NUMBER, "round": T.NUMBER}.get(e.func, T.STRING)
         if e.func in ("lower", "upper"):
             self._want(e.args, args, (T.STRING,), e.func)
             return T.STRING
@@ -299,7 +358,10 @@ class Typer:
                          _compare_hint(left, right))
         elif op in ("<", "<=", ">", ">="):
             if not comparable_order(left, right):
-                self.err(e.loc, "E301", f"cannot order {left} against {right} with {op}", _compare_hint(left, right))
+                hint = _compare_hint(left, right) if {left, right} == {T.DATETIME, T.DURATION} else (
+                    "only two numbers, two strings, two datetimes or two durations can be ordered; "
+                    "compare like with like")
+                self.err(e.loc, "E301", f"cannot order {left} against {right} with {op}", hint)
         elif op in ("in", "not in"):
             if right == T.STRING:
                 self.err(e.right.loc, "E301", f"{op} tests list membership, and the right side is a string",
@@ -360,14 +422,15 @@ class Typer:
 
     def t_Quantifier(self, e, scope):
         elem = self.element_type(e.iterable, scope)
-        inner = self.bind_var(e.var, e.loc, elem, scope)
+        inner = self.bind_var(e.var, _at(e.var_loc, e.loc), elem, scope)
         self.expect_bool(e.cond, inner, f"the where condition of {e.kind}")
         return T.BOOL
 
     def t_Count(self, e, scope):
         elem = self.element_type(e.iterable, scope)
         if e.var is not None and e.cond is not None:
-            self.expect_bool(e.cond, self.bind_var(e.var, e.loc, elem, scope), "the where condition of count")
+            self.expect_bool(e.cond, self.bind_var(e.var, _at(e.var_loc, e.loc), elem, scope),
+                             "the where condition of count")
         return T.NUMBER
 
     def t_Sum(self, e, scope):
@@ -377,7 +440,7 @@ class Typer:
                 self.err(e.expr.loc, "E301", f"sum() adds numbers, not {elem}")
             return T.NUMBER
         elem = self.element_type(e.iterable, scope)
-        inner = self.bind_var(e.var, e.loc, elem, scope)
+        inner = self.bind_var(e.var, _at(e.var_loc, e.loc), elem, scope)
         if e.cond is not None:
             self.expect_bool(e.cond, inner, "the where condition of sum")
         t = self.infer(e.expr, inner)
@@ -457,15 +520,24 @@ class Checker:
         self.order_type = ORDER_TYPE
         self.store_type = STORE_TYPE
         self.templates = template_environment()
+        self.event_fields: dict[str, list[str]] = {}
+        for spec in events:
+            for fname in T.record_of_model(spec.payload).fields:
+                self.event_fields.setdefault(fname, []).append(spec.name)
         self._event_types: dict[tuple[str, ...], T.Record] = {}
 
-    def check(self, modules: list[ast.Module], diagnostics: Diagnostics) -> CheckResult:
+    def check(self, modules: list[ast.Module], diagnostics: Diagnostics, incomplete: bool = False) -> CheckResult:
+        """Check every module.  ``incomplete``: some file did not parse, so its lets are missing and
+        names they define are not reported as unknown (the syntax error is what to fix first)."""
+        self.incomplete = incomplete
         lets = self._collect_lets(modules, diagnostics)
         recursive = self._find_recursion(lets, diagnostics)
         rules: list[CheckedRule] = []
         seen_rules: dict[str, ast.Rule] = {}
         generic_scope = self._scope(self.event_type(()))
-        let_typer = Typer(lets, diagnostics, generic_scope, recursive)
+        self.sources = {m.path: m.source for m in modules}
+        self.diagnostics = diagnostics
+        let_typer = self._typer(lets, generic_scope, recursive)
         for let in lets.values():
             if let.name not in recursive:
                 scope = Scope({k: v for k, v in generic_scope.names.items()}, let.name)
@@ -489,6 +561,14 @@ class Checker:
                 position += 1
         return CheckResult(modules, rules, lets, diagnostics)
 
+    def _typer(self, lets: dict[str, ast.Let], scope: Scope, recursive: frozenset[str]) -> Typer:
+        typer = Typer(lets, self.diagnostics, scope, recursive)
+        typer.generic = self.diagnostics
+        typer.sources = self.sources
+        typer.event_fields = self.event_fields
+        typer.incomplete = self.incomplete
+        return typer
+
     # -- lets
     def _collect_lets(self, modules: list[ast.Module], diagnostics: Diagnostics) -> dict[str, ast.Let]:
         lets: dict[str, ast.Let] = {}
@@ -504,12 +584,16 @@ class Checker:
                     diagnostics.error(item.loc, "E403", f"{item.name!r} is a built-in function and cannot be redefined",
                                       "choose another name")
                     continue
-                for param in item.params or ():
+                params = item.params or ()
+                locs = item.param_locs or (item.loc,) * len(params)
+                for index, (param, loc) in enumerate(zip(params, locs)):
                     if param in RESERVED or param in ROOTS:
-                        diagnostics.error(item.loc, "E403", f"{param!r} is reserved and cannot be a parameter",
-                                          "choose another name, such as x")
-                if item.params is not None and len(set(item.params)) != len(item.params):
-                    diagnostics.error(item.loc, "E402", f"let {item.name} names a parameter twice")
+                        free = next(n for n in ("x", "y", "z", "v", "w") if n not in params)
+                        diagnostics.error(loc, "E403", f"{param!r} is reserved and cannot be a parameter",
+                                          f"choose another name, such as {free}", length=len(param))
+                    elif param in params[:index]:
+                        diagnostics.error(loc, "E402", f"let {item.name} names the parameter {param!r} twice",
+                                          "give each parameter its own name", length=len(param))
                 if item.name in lets:
                     diagnostics.error(item.loc, "E402", f"duplicate let name {item.name!r}",
                                       f"the first is at {lets[item.name].loc}; let names must be unique across files")
@@ -579,10 +663,15 @@ class Checker:
                                       did_you_mean(self.events.suggest(ref.name)) or "`ruledesk events` lists them")
                 elif spec.name not in names:
                     names.append(spec.name)
-        elif isinstance(trigger, ast.EveryTrigger) and trigger.every.seconds <= 0:
+        elif isinstance(trigger, ast.EveryTrigger) and trigger.every.seconds <= 0 and trigger.every.raw[-1:] in "smhdw" \
+                and trigger.every.raw[:-1].isdigit():
             diagnostics.error(trigger.every.loc, "E208", "a schedule needs a positive duration")
         scope = self._scope(self.event_type(tuple(names)))
-        typer = Typer(lets, diagnostics, scope, recursive)
+        typer = self._typer(lets, scope, recursive)
+        if isinstance(trigger, ast.ButtonTrigger):
+            typer.no_payload = "a button rule has no event payload"
+        elif isinstance(trigger, ast.EveryTrigger):
+            typer.no_payload = "a scheduled rule has no event payload"
         if rule.condition is not None:
             typer.expect_bool(rule.condition, scope, "the if condition")
         if not rule.actions:
@@ -596,7 +685,7 @@ class Checker:
         for stmt in statements:
             if isinstance(stmt, ast.ForBlock):
                 elem = typer.element_type(stmt.iterable, scope)
-                inner = typer.bind_var(stmt.var, stmt.loc, elem, scope)
+                inner = typer.bind_var(stmt.var, _at(stmt.var_loc, stmt.loc), elem, scope)
                 if stmt.cond is not None:
                     typer.expect_bool(stmt.cond, inner, "the where condition of for")
                 if not stmt.body:
@@ -622,6 +711,7 @@ class Checker:
         by_name = {(info.alias or name): info for name, info in fields.items()}
         given: dict[str, ast.Arg] = {}
         literals: dict[str, Any] = {}
+        meant: set[str] = set()  # parameters an unknown, misspelt one most likely stands for
         for arg in call.args:
             if arg.name in given:
                 diagnostics.error(arg.loc, "E203", f'parameter {arg.name!r} is given twice to "{spec.name}"')
@@ -630,7 +720,9 @@ class Checker:
             value_type = typer.infer(arg.value, scope)
             info = by_name.get(arg.name)
             if info is None:
-                hint = did_you_mean(closest(arg.name, list(by_name)), quote=False)
+                close = closest(arg.name, [n for n in by_name if n not in given])
+                hint = did_you_mean(close, quote=False)
+                meant.update(close[:1])
                 if not by_name:
                     hint = f'"{spec.name}" takes no parameters'
                 elif hint is None:
@@ -641,14 +733,15 @@ class Checker:
             if not T.compatible(expected, value_type) and not (expected == T.STRING and value_type in (T.NUMBER, T.BOOL)):
                 diagnostics.error(arg.value.loc, "E301",
                                   f'parameter {arg.name!r} of "{spec.name}" wants a {expected}, got {value_type}')
-            if isinstance(arg.value, ast.StringLit):
-                literals[arg.name] = arg.value.value
-                if is_template(arg.value.value):
+            literal = _literal(arg.value)
+            if literal is not _NOT_LITERAL:
+                literals[arg.name] = literal
+                if isinstance(literal, str) and is_template(literal):
                     self._check_template(arg.value, diagnostics)
-            elif isinstance(arg.value, (ast.NumberLit, ast.BoolLit)):
-                literals[arg.name] = arg.value.value
+                else:
+                    self._check_literal(spec, arg, info, literal, diagnostics)
         for name, info in by_name.items():
-            if info.is_required() and name not in given:
+            if info.is_required() and name not in given and name not in meant:
                 diagnostics.error(call.loc, "E204", f'"{spec.name}" needs parameter {name!r}',
                                   f'write "{spec.name}"({", ".join(n + ": ..." for n, i in by_name.items() if i.is_required())})',
                                   length=len(call.name) + 2)
@@ -657,12 +750,51 @@ class Checker:
                 loc = given[param].value.loc if param in given else call.loc
                 diagnostics.error(loc, "E208", message, did_you_mean([suggestion]) if suggestion else None)
 
+    def _check_literal(self, spec: ActionSpec, arg: ast.Arg, info: Any, value: Any, diagnostics: Diagnostics) -> None:
+        """A literal parameter value must pass the parameter's own validation (non-empty names, ...)."""
+        adapter = _adapter(spec.params, arg.name)
+        try:
+            adapter.validate_python(value)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            message = str(problem.get("msg", "invalid value"))
+            if problem.get("type") == "string_too_short" and value == "":
+                message = "must not be empty"
+            diagnostics.error(arg.value.loc, "E208", f'parameter {arg.name!r} of "{spec.name}" {message[0].lower()}{message[1:]}'
+                              if message == "must not be empty" else
+                              f'bad value for parameter {arg.name!r} of "{spec.name}": {message}')
+
     def _check_template(self, lit: ast.StringLit, diagnostics: Diagnostics) -> None:
         try:
             self.templates.parse(lit.value)
         except TemplateSyntaxError as exc:
             diagnostics.error(lit.loc, "E304", f"bad template: {exc.message}",
                               "templates are Jinja2: {{ order.id }}, {% if ... %}...{% endif %}")
+
+
+_NOT_LITERAL = object()
+
+
+def _literal(e: ast.Expr) -> Any:
+    """The python value of a literal parameter value, or _NOT_LITERAL."""
+    if isinstance(e, (ast.StringLit, ast.NumberLit, ast.BoolLit)):
+        return e.value
+    if isinstance(e, ast.NullLit):
+        return None
+    return _NOT_LITERAL
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(model: type, field: str) -> TypeAdapter:
+    """A validator for one field of a parameter model, with the field's constraints."""
+    info = next(i for n, i in model.model_fields.items() if (i.alias or n) == field)
+    annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    config = ConfigDict(coerce_numbers_to_str=True) if model.model_config.get("coerce_numbers_to_str") else None
+    return TypeAdapter(annotation, config=config)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _let_references(let: ast.Let, lets: dict[str, ast.Let]) -> set[str]:
@@ -674,3 +806,7 @@ def _let_references(let: ast.Let, lets: dict[str, ast.Let]) -> set[str]:
         elif isinstance(node, ast.Call) and node.func in lets:
             refs.add(node.func)
     return refs
+
+
+def _at(preferred: ast.Loc, fallback: ast.Loc) -> ast.Loc:
+    return preferred if preferred.line else fallback

@@ -105,6 +105,9 @@ class Diagnostics:
     def warning(self, loc: Loc, code: str, message: str, suggestion: str | None = None, length: int | None = None) -> None:
         self.add(loc, code, message, suggestion, WARNING, length if length is not None else _span(loc))
 
+    def seen(self, d: Diagnostic) -> bool:
+        return (d.loc, d.code, d.message) in self._seen
+
     @property
     def errors(self) -> list[Diagnostic]:
         return sorted(d for d in self.items if d.is_error)

@@ -115,7 +115,8 @@ def check_sources(sources: dict[str, str], events: Catalogue[EventSpec], actions
 
     diagnostics = diagnostics if diagnostics is not None else Diagnostics()
     modules = [parse(text, name, diagnostics) for name, text in sorted(sources.items())]
-    result = Checker(events, actions).check(modules, diagnostics)
+    incomplete = any(d.code.startswith("E1") for d in diagnostics.items)
+    result = Checker(events, actions).check(modules, diagnostics, incomplete)
     return result, diagnostics
 
 

@@ -26,6 +26,7 @@ _TERMINAL_WORDS = {
     "EQUAL": '"="', "DOT": '"."', "PLUS": '"+"', "MINUS": '"-"', "STAR": '"*"', "SLASH": '"/"',
     "PERCENT": '"%"', "$END": "the end of the file", "ANY": '"any"', "ALL": '"all"',
 }
+_COMPARISONS = {"COMP_OP", "IN", "CONTAINS", "STARTS", "ENDS", "MATCHES", "IS"}
 _KEYWORDS_AS_VALUES = {"then", "if", "when", "and", "or", "where", "rule", "let", "in", "is"}
 _ORDER = ["RBRACE", "THEN", "IF", "WHEN", "STRING", "NAME", "RPAR", "COMMA", "RSQB", "LBRACE", "COLON", "EQUAL"]
 
@@ -80,8 +81,10 @@ def _report_syntax_error(exc: UnexpectedInput, text: str, path: str, diagnostics
             diagnostics.error(ast.Loc(path, line, col), "E101", "unclosed string: it runs to the end of the line",
                               'add the closing " on the same line (write \\n for a line break)', length=len(rest))
             return
-        diagnostics.error(ast.Loc(path, line, col), "E100", f"unexpected character {char!r}",
-                          _expected_hint(exc.allowed or set()))
+        hint = ('strings are written in double quotes, "like this"' if char == "'"
+                else _expected_hint(exc.allowed or set()))
+        shown = '"\'"' if char == "'" else repr(char)
+        diagnostics.error(ast.Loc(path, line, col), "E100", f"unexpected character {shown}", hint)
         return
     token = exc.token if isinstance(exc, UnexpectedToken) else None
     expected = set(getattr(exc, "expected", None) or getattr(exc, "accepts", None) or [])
@@ -111,7 +114,10 @@ def _report_syntax_error(exc: UnexpectedInput, text: str, path: str, diagnostics
         diagnostics.error(loc, "E102", f'unclosed "{{" of {what}: found {found}',
                           f'add "}}" to close {what}')
         return
-    if token is not None and token.type == "COMP_OP" and not ({"COMP_OP"} & expected):
+    if token is not None and token.type == "EQUAL" and "EQUAL" not in expected:
+        diagnostics.error(loc, "E100", 'unexpected "="', "write == to compare")
+        return
+    if token is not None and token.type in _COMPARISONS and not (_COMPARISONS & expected):
         diagnostics.error(loc, "E104", "comparisons do not chain",
                           "write a < b and b < c, or group with parentheses")
         return

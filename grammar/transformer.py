@@ -67,8 +67,9 @@ class ASTBuilder(Transformer):
     def let_func(self, children):
         name, *rest = children
         body = rest[-1]
-        params = tuple(str(p) for p in rest[:-1] if p is not None)
-        return ast.Let(str(name), params, body, self._tok(name))
+        params = [p for p in rest[:-1] if p is not None]
+        return ast.Let(str(name), tuple(str(p) for p in params), body, self._tok(name),
+                       tuple(self._tok(p) for p in params))
 
     def rule(self, children):
         name_tok, *middle, rbrace = children
@@ -84,7 +85,7 @@ class ASTBuilder(Transformer):
                 options.append("priority")
             elif isinstance(child, tuple) and child and child[0] == "disabled":
                 if "disabled" in options:
-                    self.diagnostics.error(self._tok(name_tok), "E404", "disabled is given twice", "keep one")
+                    self.diagnostics.error(child[1], "E404", "disabled is given twice", "keep one disabled")
                 disabled = True
                 options.append("disabled")
             elif isinstance(child, (ast.EventTrigger, ast.EveryTrigger, ast.ButtonTrigger)):
@@ -101,15 +102,17 @@ class ASTBuilder(Transformer):
         return ("priority", value, loc)
 
     def disabled(self, children):
-        return ("disabled",)
+        return ("disabled", self._tok(children[0]))
 
     def signed_int(self, children):
         sign = -1 if children[0] == "-" else 1
         number = children[-1]
-        loc = self._span(children[0], number)
+        first = next(c for c in children if c is not None)
+        loc = self._span(first, number)
         if "." in number:
-            self.diagnostics.error(loc, "E404", f"priority must be a whole number, not {number}",
-                                   f"write priority {number.split('.')[0]}")
+            written = ("-" if sign < 0 else "") + number
+            self.diagnostics.error(loc, "E404", f"priority must be a whole number, not {written}",
+                                   f"write priority {written.split('.')[0]}")
             return 0, loc
         return sign * int(number), loc
 
@@ -120,7 +123,8 @@ class ASTBuilder(Transformer):
 
     def when_every(self, children):
         when, duration, folder = children
-        return ast.EveryTrigger(self.duration([duration]), unescape(folder), self._span(when, folder))
+        every = self.duration([duration]) if duration.type == "DURATION" else self.bad_number([duration])
+        return ast.EveryTrigger(every, unescape(folder), self._span(when, folder))
 
     def when_button(self, children):
         when, label = children
@@ -146,7 +150,8 @@ class ASTBuilder(Transformer):
 
     def for_block(self, children):
         keyword, var, iterable, cond, *body, rbrace = children
-        return ast.ForBlock(str(var), iterable, cond, tuple(body), self._tok(keyword), self._tok(rbrace))
+        return ast.ForBlock(str(var), iterable, cond, tuple(body), self._tok(keyword), self._tok(rbrace),
+                            self._tok(var))
 
     # -- expressions
     def _bool(self, op, children):
@@ -171,7 +176,7 @@ class ASTBuilder(Transformer):
 
     def quantifier(self, children):
         kind, var, iterable, cond = children
-        return ast.Quantifier(str(kind), str(var), iterable, cond, self._span(kind, cond))
+        return ast.Quantifier(str(kind), str(var), iterable, cond, self._span(kind, cond), self._tok(var))
 
     def compare(self, children):
         left, op, right = children
@@ -248,6 +253,8 @@ class ASTBuilder(Transformer):
         else:
             hint = "durations are a whole number and one of s, m, h, d, w (30m, 6h, 2d, 1w)"
         self.diagnostics.error(loc, "E105", f"bad number or duration {raw!r}", hint)
+        if unit[:1] in DURATION_UNITS:
+            return ast.DurationLit(0, raw, loc)  # typed as the duration it meant: no second, false error
         return ast.NumberLit(0, raw, loc)
 
     def true(self, children):
@@ -274,7 +281,7 @@ class ASTBuilder(Transformer):
         keyword, body, cond, close = children
         loc = self._span(keyword, close)
         if isinstance(body, ast.Compare) and body.op == "in" and isinstance(body.left, ast.Name):
-            return ast.Count(body.left.id, body.right, cond, loc)
+            return ast.Count(body.left.id, body.right, cond, loc, body.left.loc)
         if cond is not None:
             self.diagnostics.error(body.loc, "E100", "count(... where ...) needs a binder: count(X in LIST where COND)",
                                    "write count(i in LIST where ...)")
@@ -282,7 +289,8 @@ class ASTBuilder(Transformer):
 
     def sum(self, children):
         keyword, expr, var, iterable, cond, close = children
-        return ast.Sum(expr, str(var) if var is not None else None, iterable, cond, self._span(keyword, close))
+        return ast.Sum(expr, str(var) if var is not None else None, iterable, cond, self._span(keyword, close),
+                       self._tok(var) if var is not None else ast.NOWHERE)
 
 
 class _Condition:

@@ -1,0 +1,1 @@
+"""ruledesk's benchmark: ``python bench/run.py [--quick] [--json PATH]`` (see bench/README.md)."""

@@ -1,0 +1,57 @@
+"""Child process of bench/run.py: parse+check+compile one rule file, report time and peak memory.
+
+    python bench/build_one.py RULES_FILE
+
+Prints one JSON object: ``rules`` (compiled), ``seconds`` (wall time of ``build_ruleset``, imports
+and catalogue set-up excluded), ``rss_before_mb`` (peak RSS after the imports, before the build) and
+``peak_rss_mb`` (``ru_maxrss`` of this process after the build: interpreter, libraries, rule text,
+parse trees, AST, generated code and the compiled Ruleset). Run it in a fresh process per
+measurement so that nothing else lives in the heap.
+
+Start it through a small intermediate process (bench/run.py uses ``/bin/sh``): on Linux a child
+spawned with vfork/exec straight from a big parent inherits the parent's peak RSS as its own
+``ru_maxrss`` floor, which would report the benchmark's memory instead of the build's.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+
+def _maxrss_mb() -> float:
+    kilobytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux (bytes on macOS)
+    return kilobytes / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
+def _vmhwm_mb() -> float | None:
+    """The kernel's high-water RSS of this process image (Linux), a cross-check of ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def main(path: str) -> None:
+    from ruledesk.engine import default_actions, default_events
+    from ruledesk.engine.ruleset import build_ruleset
+
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    events, actions = default_events(), default_actions()
+    before = _maxrss_mb()
+    start = time.perf_counter()
+    ruleset = build_ruleset({path: text}, events, actions)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"rules": len(ruleset.rules), "seconds": seconds, "rss_before_mb": before,
+                      "peak_rss_mb": _maxrss_mb(), "vmhwm_mb": _vmhwm_mb()}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

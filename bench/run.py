@@ -1,0 +1,376 @@
+"""ruledesk benchmark: one command, one table.
+
+    python bench/run.py [--quick] [--json PATH] [--seed N]
+
+Measures, side by side, for rulesets of 10, 100 and 1000 generated rules (bench/workload.py):
+
+  (a) ruledesk's compiled conditions through the embedding API, matching only:
+      ``engine.match(event, validated=True)`` over pre-validated events;
+  (b) the same conditions as hand-written Python lambdas dispatched by event name;
+  (c) ``ruledesk run --dry-run --format json ORDERS.jsonl > /dev/null`` end to end, as a subprocess,
+      with its start-up (a run over an empty file) reported separately;
+
+and the build cost: parse+check+compile of 1,000 and 10,000 rules, each in a fresh subprocess
+(bench/build_one.py), wall time and peak RSS.
+
+Before anything is timed, (a) and (b) must return identical rule-name lists for a sample of 500
+events (and the CLI's ``fired`` lists must equal ``engine.match``); if not, the run aborts.
+
+Prints markdown tables (paste them into bench/README.md) and the targets with PASS/FAIL.
+``--json PATH`` writes every raw number. Exit status: 0, also when a target fails (a benchmark
+reports; it does not gate); 1 when a correctness check fails; 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.workload import (  # noqa: E402
+    EquivalenceError, check_equivalence, make_dispatch, make_events, make_rule_specs, python_rules, rules_text,
+)
+
+RULE_COUNTS = (10, 100, 1000)
+BUILD_COUNTS = (1000, 10000)
+TARGET_SPEEDUP = 2.0          # (a) at least 2x faster than (b) at 1000 rules
+TARGET_BUILD_1K_S = 1.0       # parse+check+compile of 1,000 rules
+TARGET_BUILD_10K_S = 10.0     # ... of 10,000 rules
+TARGET_BUILD_10K_MB = 500.0   # ... peak RSS
+
+FULL = {"match_events": 2000, "min_rep_s": 0.2, "repeat": 5, "run_events": 5000, "run_repeat": 3,
+        "build_repeat": {1000: 3, 10000: 2}}
+QUICK = {"match_events": 500, "min_rep_s": 0.04, "repeat": 3, "run_events": 1000, "run_repeat": 1,
+         "build_repeat": {1000: 1}}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def fail(message: str) -> None:
+    print(f"\nBENCHMARK ABORTED: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+# ---- timing ------------------------------------------------------------------------------------
+
+
+def _timed(loop, loops: int) -> float:
+    """Seconds for ``loop(loops)`` with the cyclic GC paused (like timeit), after a collection."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        loop(loops)
+        return time.perf_counter() - start
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _loops_for(loop, min_rep_s: float) -> int:
+    """How many passes over the events make one repetition last at least ``min_rep_s`` (timeit-style)."""
+    loops = 1
+    while True:
+        took = _timed(loop, loops)
+        if took >= min_rep_s:
+            return loops
+        loops = max(loops * 2, int(loops * min_rep_s / max(took, 1e-9) * 1.1) + 1)
+
+
+def measure_matching(engine, table, events, cfg) -> dict[str, Any]:
+    """(a) and (b) over the same pre-validated events, repetitions interleaved; best time wins."""
+    match = engine.match
+    dispatch = make_dispatch(table)
+
+    def loop_a(loops: int) -> None:
+        for _ in range(loops):
+            for event in events:
+                match(event, validated=True)
+
+    def loop_b(loops: int) -> None:
+        for _ in range(loops):
+            for event in events:
+                dispatch(event)
+
+    loop_a(1), loop_b(1)  # warm-up (lazily compiled code, caches)
+    loops_a, loops_b = _loops_for(loop_a, cfg["min_rep_s"]), _loops_for(loop_b, cfg["min_rep_s"])
+    times_a, times_b = [], []
+    for _ in range(cfg["repeat"]):
+        times_a.append(_timed(loop_a, loops_a) / (loops_a * len(events)))
+        times_b.append(_timed(loop_b, loops_b) / (loops_b * len(events)))
+    a, b = min(times_a), min(times_b)
+    return {"a_us": a * 1e6, "b_us": b * 1e6, "a_events_s": 1 / a, "b_events_s": 1 / b, "speedup": b / a,
+            "a_reps_us": [t * 1e6 for t in times_a], "b_reps_us": [t * 1e6 for t in times_b],
+            "loops_a": loops_a, "loops_b": loops_b, "events": len(events)}
+
+
+# ---- (c): the CLI end to end -------------------------------------------------------------------
+
+
+def cli_command() -> list[str]:
+    """The ``ruledesk`` console script of this interpreter's environment, else on PATH, else ``-m``."""
+    beside = Path(sys.executable).parent / "ruledesk"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return [str(beside)]
+    found = shutil.which("ruledesk")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "ruledesk.engine.cli"]
+
+
+def _run_cli(rules: Path, orders: Path, capture: bool = False) -> tuple[float, subprocess.CompletedProcess]:
+    command = cli_command() + ["run", "--rules", str(rules), "--dry-run", "--format", "json", str(orders)]
+    start = time.perf_counter()
+    done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"`{' '.join(command)}` exited {done.returncode}: {done.stderr.strip()[-800:]}")
+    return seconds, done
+
+
+def check_cli(engine, rules: Path, raw_events: list[dict[str, Any]], workdir: Path) -> dict[str, Any]:
+    """The CLI's ``fired`` lists must equal ``engine.match`` (the generated actions change no field a
+    condition reads, so firing earlier rules cannot change later conditions)."""
+    sample = raw_events[:200]
+    path = workdir / "cli-check.jsonl"
+    _write_jsonl(path, sample)
+    _, done = _run_cli(rules, path, capture=True)
+    decisions = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    top = [d for d in decisions if d.get("depth", 0) == 0]
+    if len(top) != len(sample):
+        fail(f"`ruledesk run` wrote {len(top)} top-level decisions for {len(sample)} input events")
+    for raw, decision in zip(sample, top):
+        want = engine.match(engine.event(raw), validated=True)
+        if decision.get("fired") != want:
+            fail(f"`ruledesk run` fired {decision.get('fired')} for order {raw['order']['id']} "
+                 f"({raw['event']!r}) but engine.match says {want}")
+    return {"checked": len(sample)}
+
+
+def measure_cli(rules: Path, orders: Path, empty: Path, events: int, repeat: int) -> dict[str, Any]:
+    _run_cli(rules, empty)  # warm-up: file cache, .pyc files
+    startups = [_run_cli(rules, empty)[0] for _ in range(repeat)]
+    runs = [_run_cli(rules, orders)[0] for _ in range(repeat)]
+    startup, run = min(startups), min(runs)
+    after = run - startup
+    return {"events": events, "run_s": run, "startup_s": startup, "events_s": events / run,
+            "events_s_after_startup": events / after if after > 0 else None,
+            "run_reps_s": runs, "startup_reps_s": startups}
+
+
+def _write_jsonl(path: Path, events: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for event in events:
+            handle.write(json.dumps(event, ensure_ascii=False) + "\n")
+
+
+# ---- build cost ----------------------------------------------------------------------------------
+
+
+def _fresh_process(command: list[str]) -> list[str]:
+    """``command`` started by a forking /bin/sh.  Linux carries a parent's peak RSS over into the
+    ``ru_maxrss`` of a child it spawns directly (vfork + exec shares the parent's memory map until
+    the exec), so the child would report this benchmark's peak instead of its own; a child forked
+    from a small shell starts from the shell's few MB."""
+    if os.name == "posix" and os.path.exists("/bin/sh"):
+        return ["/bin/sh", "-c", '"$0" "$@"; exit $?', *command]
+    return command
+
+
+def measure_build(path: Path, repeat: int) -> dict[str, Any]:
+    child = Path(__file__).resolve().parent / "build_one.py"
+    reps = []
+    for _ in range(repeat):
+        done = subprocess.run(_fresh_process([sys.executable, str(child), str(path)]), capture_output=True,
+                              text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"build_one.py exited {done.returncode}: {done.stderr.strip()[-800:]}")
+        reps.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    best = min(reps, key=lambda r: r["seconds"])
+    return {"rules": best["rules"], "seconds": best["seconds"], "peak_rss_mb": max(r["peak_rss_mb"] for r in reps),
+            "rss_before_mb": best["rss_before_mb"],
+            "vmhwm_mb": max((r.get("vmhwm_mb") or 0.0) for r in reps) or None, "reps": reps}
+
+
+# ---- report ----------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _environment() -> dict[str, Any]:
+    commit = None
+    try:  # read-only
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=False, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        from importlib.metadata import version
+        ruledesk_version = version("ruledesk")
+    except Exception:  # noqa: BLE001 - informational only
+        ruledesk_version = None
+    return {"python": platform.python_version(), "implementation": platform.python_implementation(),
+            "machine": platform.machine(), "cpus": os.cpu_count(), "ruledesk": ruledesk_version, "commit": commit}
+
+
+def report(results: dict[str, Any]) -> str:
+    env = results["environment"]
+    quick = results["quick"]
+    lines = [
+        f"ruledesk benchmark{' (--quick)' if quick else ''}: {env['implementation']} {env['python']}, "
+        f"{env['cpus']} CPUs, {env['machine']}, ruledesk {env['ruledesk']} @ {env['commit']}",
+        "",
+        f"Matching: {results['config']['match_events']:,} pre-validated events over 10 event names, best of "
+        f"{results['config']['repeat']}; end to end: {results['config']['run_events']:,} events, best of "
+        f"{results['config']['run_repeat']}.",
+        "",
+        "| rules | rules/event | matches/event | (a) ruledesk µs/event | (a) events/s | (b) lambdas µs/event "
+        "| speed-up (b/a) | (c) run events/s | (c) start-up s | (c) events/s after start-up |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in results["matching"]:
+        cli = row.get("cli") or {}
+        lines.append(
+            f"| {row['rules']:,} | {row['rules_per_event']:.1f} | {row['equivalence']['matches_per_event']:.2f} "
+            f"| {row['a_us']:.2f} | {row['a_events_s']:,.0f} | {row['b_us']:.2f} | {row['speedup']:.2f}x "
+            f"| {_fmt(cli.get('events_s'), 0)} | {_fmt(cli.get('startup_s'), 2)} "
+            f"| {_fmt(cli.get('events_s_after_startup'), 0)} |")
+    if results.get("cli_error"):
+        lines += ["", f"(c) not measured: {results['cli_error']}"]
+    lines += ["", "| rules | parse+check+compile s | peak RSS MB | RSS before build MB |", "|---:|---:|---:|---:|"]
+    for n in BUILD_COUNTS:
+        build = results["build"].get(str(n))
+        if build is None:
+            lines.append(f"| {n:,} | skipped (--quick) | | |")
+        else:
+            lines.append(f"| {n:,} | {build['seconds']:.2f} | {build['peak_rss_mb']:.0f} "
+                         f"| {build['rss_before_mb']:.0f} |")
+    lines += ["", "Targets:"]
+    for target in results["targets"]:
+        lines.append(f"- {target['status']:<4}  {target['name']}: {target['measured']}")
+    return "\n".join(lines)
+
+
+def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    targets = []
+
+    def add(name: str, value: float | None, ok, shown: str) -> None:
+        status = "n/a" if value is None else ("PASS" if ok(value) else "FAIL")
+        targets.append({"name": name, "value": value, "status": status, "measured": shown if value is not None
+                        else "not measured"})
+
+    row = next((r for r in results["matching"] if r["rules"] == 1000), None)
+    speedup = row["speedup"] if row else None
+    add(f"(a) >= {TARGET_SPEEDUP:g}x faster than (b) at 1000 rules", speedup, lambda v: v >= TARGET_SPEEDUP,
+        f"{speedup:.2f}x" if speedup else "")
+    b1k, b10k = results["build"].get("1000"), results["build"].get("10000")
+    add(f"parse+check+compile of 1,000 rules < {TARGET_BUILD_1K_S:g} s", b1k and b1k["seconds"],
+        lambda v: v < TARGET_BUILD_1K_S, f"{b1k['seconds']:.2f} s" if b1k else "")
+    add(f"parse+check+compile of 10,000 rules < {TARGET_BUILD_10K_S:g} s", b10k and b10k["seconds"],
+        lambda v: v < TARGET_BUILD_10K_S, f"{b10k['seconds']:.2f} s" if b10k else "")
+    add(f"... and < {TARGET_BUILD_10K_MB:g} MB peak RSS", b10k and b10k["peak_rss_mb"],
+        lambda v: v < TARGET_BUILD_10K_MB, f"{b10k['peak_rss_mb']:.0f} MB" if b10k else "")
+    return targets
+
+
+# ---- main ------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer events and repetitions, no 10,000-rule build "
+                                                             "(about 20 s instead of about 3 minutes)")
+    parser.add_argument("--json", metavar="PATH", help="write the raw numbers to PATH")
+    parser.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
+    args = parser.parse_args(argv)
+    cfg = QUICK if args.quick else FULL
+
+    from ruledesk.engine import Engine
+
+    started = time.perf_counter()
+    results: dict[str, Any] = {"quick": args.quick, "seed": args.seed, "environment": _environment(),
+                               "config": {k: v for k, v in cfg.items() if k != "build_repeat"},
+                               "matching": [], "build": {}}
+    raw_events = make_events(max(cfg["match_events"], cfg["run_events"]), args.seed)
+    validator = Engine.from_source("", "empty.rules")
+    events = [validator.event(raw) for raw in raw_events[:cfg["match_events"]]]
+
+    with tempfile.TemporaryDirectory(prefix="ruledesk-bench-") as tmp:
+        workdir = Path(tmp)
+        orders, empty = workdir / "orders.jsonl", workdir / "empty.jsonl"
+        _write_jsonl(orders, raw_events[:cfg["run_events"]])
+        empty.write_text("", encoding="utf-8")
+        cli_ok = True
+
+        for n in RULE_COUNTS:
+            specs = make_rule_specs(n, args.seed)
+            text, table = rules_text(specs), python_rules(specs)
+            rules = workdir / f"bench-{n}.rules"
+            rules.write_text(text, encoding="utf-8")
+            engine = Engine.from_source(text, str(rules))
+            try:
+                equivalence = check_equivalence(engine, table, events, sample=500)
+            except EquivalenceError as exc:
+                fail(f"{n} rules: {exc}")
+            log(f"{n} rules: (a) == (b) on {equivalence['events']} events "
+                f"({equivalence['matches_per_event']:.2f} matching rules per event); timing (a) and (b) ...")
+            row: dict[str, Any] = {"rules": n, "equivalence": equivalence,
+                                   "rules_per_event": sum(len(v) for v in table.values()) / 10}
+            row.update(measure_matching(engine, table, events, cfg))
+            log(f"  (a) {row['a_us']:.2f} µs/event, (b) {row['b_us']:.2f} µs/event, speed-up {row['speedup']:.2f}x")
+            if cli_ok:
+                try:
+                    row["cli_check"] = check_cli(engine, rules, raw_events, workdir)
+                    log(f"  (c) `ruledesk run` fired == engine.match on {row['cli_check']['checked']} events; "
+                        f"timing {cfg['run_events']:,} events ...")
+                    row["cli"] = measure_cli(rules, orders, empty, cfg["run_events"], cfg["run_repeat"])
+                    log(f"  (c) {row['cli']['events_s']:,.0f} events/s, start-up {row['cli']['startup_s']:.2f} s")
+                except (RuntimeError, OSError) as exc:
+                    cli_ok = False
+                    results["cli_error"] = str(exc).splitlines()[0][:300]
+                    log(f"  (c) not measured: {exc}")
+            results["matching"].append(row)
+            del engine, table
+
+        for n in BUILD_COUNTS:
+            repeat = cfg["build_repeat"].get(n)
+            if not repeat:
+                continue
+            path = workdir / f"build-{n}.rules"
+            path.write_text(rules_text(make_rule_specs(n, args.seed)), encoding="utf-8")
+            log(f"build {n:,} rules in a fresh process (best of {repeat}) ...")
+            results["build"][str(n)] = measure_build(path, repeat)
+
+    results["targets"] = evaluate_targets(results)
+    results["elapsed_s"] = time.perf_counter() - started
+    print(report(results))
+    print(f"\n(benchmark took {results['elapsed_s']:.0f} s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
