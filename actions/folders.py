@@ -16,7 +16,7 @@ class MoveToFolderParams(ActionParams):
     folder: str = Field(min_length=1, description="name of the folder to move the order to")
 
 
-@action("Move to Folder", MoveToFolderParams, emits=("Folder is Changed",))
+@action("Move to Folder", MoveToFolderParams, emits=("Folder is Changed",), touches=("folder",))
 def move_to_folder(ctx: ActionContext, params: MoveToFolderParams) -> dict[str, Any]:
     """Move the order to a folder; fires "Folder is Changed" when the folder really changes."""
     previous = ctx.order.get("folder") or "New"

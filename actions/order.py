@@ -123,14 +123,14 @@ def _field_check(
 # --- tags -----------------------------------------------------------------------------------
 
 
-@action("Tag Order", TagOrderParams)
+@action("Tag Order", TagOrderParams, touches=("tag_name", "tag_color"))
 def tag_order(ctx: ActionContext, params: TagOrderParams) -> None:
     """Tag the order: set tag_name and tag_color."""
     _assign(ctx, ctx.order, "tag_name", params.name)
     _assign(ctx, ctx.order, "tag_color", params.color)
 
 
-@action("Remove Tag")
+@action("Remove Tag", touches=("tag_name", "tag_color"))
 def remove_tag(ctx: ActionContext, params: NoParams) -> None:
     """Remove the order's tag: clear tag_name and tag_color."""
     _assign(ctx, ctx.order, "tag_name", None)
@@ -140,31 +140,31 @@ def remove_tag(ctx: ActionContext, params: NoParams) -> None:
 # --- checkout data and metadata -------------------------------------------------------------
 
 
-@action("Set Checkout Data", KeyValueParams)
+@action("Set Checkout Data", KeyValueParams, touches=("checkout_data",))
 def set_checkout_data(ctx: ActionContext, params: KeyValueParams) -> None:
     """Set one key of the order's checkout_data."""
     _assign(ctx, _submap(ctx.order, "checkout_data"), params.field, params.value)
 
 
-@action("Remove Checkout Data", KeyParams)
+@action("Remove Checkout Data", KeyParams, touches=("checkout_data",))
 def remove_checkout_data(ctx: ActionContext, params: KeyParams) -> dict[str, Any]:
     """Remove one key from the order's checkout_data."""
     return _remove(ctx, _submap(ctx.order, "checkout_data"), params.field)
 
 
-@action("Set Order Metadata", KeyValueParams)
+@action("Set Order Metadata", KeyValueParams, touches=("order_metadata",))
 def set_order_metadata(ctx: ActionContext, params: KeyValueParams) -> None:
     """Set one key of the order's order_metadata."""
     _assign(ctx, _submap(ctx.order, "order_metadata"), params.field, params.value)
 
 
-@action("Remove Order Metadata", KeyParams)
+@action("Remove Order Metadata", KeyParams, touches=("order_metadata",))
 def remove_order_metadata(ctx: ActionContext, params: KeyParams) -> dict[str, Any]:
     """Remove one key from the order's order_metadata."""
     return _remove(ctx, _submap(ctx.order, "order_metadata"), params.field)
 
 
-@action("Set Order Metadata Timestamp", KeyParams)
+@action("Set Order Metadata Timestamp", KeyParams, touches=("order_metadata",))
 def set_order_metadata_timestamp(ctx: ActionContext, params: KeyParams) -> dict[str, Any]:
     """Set one key of the order's order_metadata to the current time, "YYYY-MM-DD HH:MM:SS" UTC."""
     stamp = format_datetime(ctx.now())
@@ -186,14 +186,14 @@ def set_order_field(ctx: ActionContext, params: FieldValueParams) -> dict[str, A
     return {"field": params.field, "from": previous, "to": value}
 
 
-@action("Set Shipping Method", ShippingMethodParams)
+@action("Set Shipping Method", ShippingMethodParams, touches=("shipping_method",))
 def set_shipping_method(ctx: ActionContext, params: ShippingMethodParams) -> dict[str, Any]:
     """Set the order's shipping_method."""
     previous = _assign(ctx, ctx.order, "shipping_method", params.method)
     return {"from": previous, "to": params.method}
 
 
-@action("Set Item Metadata", ItemMetadataParams, needs_item=True)
+@action("Set Item Metadata", ItemMetadataParams, needs_item=True, touches=("order_items",))
 def set_item_metadata(ctx: ActionContext, params: ItemMetadataParams) -> dict[str, Any]:
     """Set one metadata key of the current item (inside a for block)."""
     item = _current_item(ctx, "Set Item Metadata")
@@ -202,7 +202,7 @@ def set_item_metadata(ctx: ActionContext, params: ItemMetadataParams) -> dict[st
 
 
 @action("Set Item Field", FieldValueParams, static_check=_field_check(item_field_problem, validate_item_field),
-        needs_item=True)
+        needs_item=True, touches=("order_items",))
 def set_item_field(ctx: ActionContext, params: FieldValueParams) -> dict[str, Any]:
     """Set a top-level field of the current item (name, code, price, quantity, ...) inside a for block."""
     item = _current_item(ctx, "Set Item Field")
@@ -217,7 +217,7 @@ def set_item_field(ctx: ActionContext, params: FieldValueParams) -> dict[str, An
 # --- notes and flow -------------------------------------------------------------------------
 
 
-@action("Add Note", NoteParams, emits=("Note Added",))
+@action("Add Note", NoteParams, emits=("Note Added",), touches=("order_notes",))
 def add_note(ctx: ActionContext, params: NoteParams) -> None:
     """Add a note to the order; fires "Note Added"."""
     note = Note(content=params.text, username="ruledesk", date_added=ctx.now())
@@ -226,7 +226,7 @@ def add_note(ctx: ActionContext, params: NoteParams) -> None:
     ctx.emit("Note Added", {"note": params.text})
 
 
-@action("Stop Processing Rules", mutates_order=False)
+@action("Stop Processing Rules", mutates_order=False, touches=())
 def stop_processing_rules(ctx: ActionContext, params: NoParams) -> None:
     """End the rules for this event and this order after the current rule."""
     ctx.stop()

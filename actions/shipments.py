@@ -17,7 +17,7 @@ class AddShipmentParams(ActionParams):
     shipment_method: str | None = Field(None, description="service level, e.g. Priority Mail")
 
 
-@action("Add Shipment", AddShipmentParams, emits=("Shipment is Added",))
+@action("Add Shipment", AddShipmentParams, emits=("Shipment is Added",), touches=("order_shipments",))
 def add_shipment(ctx: ActionContext, params: AddShipmentParams) -> None:
     """Add a shipment with tracking to the order; fires "Shipment is Added"."""
     shipment = Shipment(

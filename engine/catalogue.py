@@ -61,6 +61,8 @@ class ActionSpec:
     static_check: StaticCheck | None = None
     source: str = "core"
     needs_item: bool = False  # acts on the current item: only allowed inside a `for` block
+    # The order's top-level fields the action may change; None means it can't say (any field).
+    touches: tuple[str, ...] | None = None
 
 
 T = TypeVar("T", EventSpec, ActionSpec)
@@ -144,13 +146,15 @@ def action(
     static_check: StaticCheck | None = None,
     source: str = "core",
     needs_item: bool = False,
+    touches: tuple[str, ...] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn(ctx, params)`` as an action in the default catalogue."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         summary = description or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
         ACTIONS.register(
-            ActionSpec(name, params, fn, summary, external, mutates_order, emits, static_check, source, needs_item)
+            ActionSpec(name, params, fn, summary, external, mutates_order, emits, static_check, source, needs_item,
+                       touches)
         )
         return fn
 

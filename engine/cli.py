@@ -225,7 +225,7 @@ def run(
             processed += len(decisions)
             emitted += sum(1 for d in decisions if d.depth > 0)
             if output_format is RunFormat.json:
-                sys.stdout.write("".join(to_json(d.to_json()) + "\n" for d in decisions))
+                sys.stdout.write("".join(to_json(d.to_json(), dumped=True) + "\n" for d in decisions))
             else:
                 out.print(_decision_table(number, decisions))
     err.print(f"{_count(processed, 'event')} processed ({emitted} emitted), {_count(rejected, 'line')} rejected")

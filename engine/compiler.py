@@ -109,6 +109,8 @@ class EventPlan:
     line_map: dict[int, ast.Loc] = field(default_factory=dict)
     why_source: str = ""
     namespace: dict[str, Any] = field(default_factory=dict, repr=False)
+    uses_now: bool = True  # some rule of the event calls now(): the engine reads its clock only then
+    reads: frozenset[str] | None = None  # the order's top-level fields the conditions read (None: any)
     _match_why: Callable[..., Any] | None = field(default=None, repr=False)
 
     @property
@@ -142,6 +144,7 @@ class _Function:
         self.reads: dict[tuple, str] = {}
         self.read_lines: list[str] = []
         self.temps = 0
+        self.shared: dict[ast.Expr, str] = {}  # aggregate -> the local caching its result
 
     def temp(self) -> str:
         self.temps += 1
@@ -206,11 +209,47 @@ class Compiler:
             exec(compile(source, f"<match {event!r}>", "exec"), namespace)  # noqa: S102 - generated code
             why_source = self._capture(lambda: self._emit_match_why(rules))
             plans[event] = EventPlan(event, tuple(compiled[i] for i in indexes), namespace.pop("match"),
-                                     source, self.line_map, why_source, namespace)
+                                     source, self.line_map, why_source, namespace,
+                                     any(self._uses_now(r.rule) for r in rules), self._order_reads(rules))
         namespace.update(self.consts)  # the constants the match functions added
         for cr in compiled:
             cr._namespace = namespace
         return CompiledCode(compiled, plans)
+
+    def _uses_now(self, node: ast.Node, seen: frozenset[str] = frozenset()) -> bool:
+        """Whether a rule (its condition or its actions) calls now(), directly or through a let."""
+        for sub in ast.walk(node):
+            name = sub.func if isinstance(sub, ast.Call) else sub.id if isinstance(sub, ast.Name) else None
+            if name == "now" and isinstance(sub, ast.Call):
+                return True
+            let = self.checked.lets.get(name) if name is not None else None
+            if let is not None and name not in seen and self._uses_now(let.body, seen | {name}):
+                return True
+        return False
+
+    def _order_reads(self, rules: list[CheckedRule]) -> frozenset[str] | None:
+        """The order's top-level fields these rules' conditions can read; None when that can't be told
+        (the whole order passed along).  An action that changes only other fields leaves the
+        conditions' results valid, so the engine need not evaluate them again."""
+        fields: set[str] = set()
+        pending: list[ast.Node] = [r.rule.condition for r in rules if r.rule.condition is not None]
+        seen: set[str] = set()
+        while pending:
+            node = pending.pop()
+            for sub in ast.walk(node):
+                if isinstance(sub, (ast.Attr, ast.Index)) and isinstance(sub.obj, ast.Name) and sub.obj.id == "order":
+                    key = sub.name if isinstance(sub, ast.Attr) else getattr(sub.key, "value", None)
+                    if not isinstance(key, str):
+                        return None
+                    fields.add(key)
+                elif isinstance(sub, ast.Name) and sub.id == "order" and not _is_path_root(node, sub):
+                    return None
+                name = sub.func if isinstance(sub, ast.Call) else sub.id if isinstance(sub, ast.Name) else None
+                let = self.checked.lets.get(name) if name is not None else None
+                if let is not None and name not in seen:
+                    seen.add(name)
+                    pending.append(let.body)
+        return frozenset(fields)
 
     def _capture(self, emit: Callable[[], None]) -> str:
         """The source a per-rule emitter writes, kept apart from the shared match functions."""
@@ -239,21 +278,27 @@ class Compiler:
     def _emit_condition(self, checked: CheckedRule) -> None:
         fn = _Function(hoist=True)
         cond = checked.rule.condition
-        expr = "True" if cond is None else ExprCompiler(self, self._typer(checked), fn).bool(cond, checked.scope,
-                                                                                            self._env(checked))
+        expr = "True" if cond is None else self._condition_code(checked, fn)
         self._line("def cond(order, event, store, now):", checked.rule.loc)
         for read in fn.read_lines:
             self._line("    " + read)
         self._line(f"    return {expr}", cond.loc if cond is not None else checked.rule.loc)
 
-    def _clauses(self, checked: CheckedRule, fn: _Function) -> list[tuple[list[str], str, str, ast.Loc]]:
-        """(setup lines, test, captured values, location) of each top-level clause of a condition."""
+    def _condition_code(self, checked: CheckedRule, fn: _Function) -> str:
+        """A rule's condition as one expression, its top-level clauses cheap first."""
+        ec = ExprCompiler(self, self._typer(checked), fn)
+        parts = [ec.bool(part, checked.scope, self._env(checked)) for _, part in cheap_first(checked.rule.condition)]
+        return parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
+
+    def _clauses(self, checked: CheckedRule, fn: _Function) -> list[tuple[int, list[str], str, str, ast.Loc]]:
+        """(written index, setup lines, test, captured values, location) of each top-level clause of a
+        condition, in evaluation order: cheap clauses first (see ``cheap_first``)."""
         cond = checked.rule.condition
         if cond is None:
             return []
-        parts = cond.operands if isinstance(cond, ast.BoolOp) and cond.op == "and" else (cond,)
         ec = ExprCompiler(self, self._typer(checked), fn)
-        return [ec.clause_check(part, checked.scope, self._env(checked)) + (part.loc,) for part in parts]
+        return [(index,) + ec.clause_check(part, checked.scope, self._env(checked)) + (part.loc,)
+                for index, part in cheap_first(cond)]
 
     def _emit_trace(self, checked: CheckedRule, nodes: TraceNodes) -> None:
         cond = checked.rule.condition
@@ -270,7 +315,7 @@ class Compiler:
         self._line("def why(order, event, store, now):", checked.rule.loc)
         for read in fn.read_lines:
             self._line("    " + read)
-        for index, (setup, test, values, loc) in enumerate(clauses):
+        for index, setup, test, values, loc in clauses:
             for line in setup:
                 self._line("    " + line, loc)
             self._line(f"    if not {test}: return ({index}, {values})", loc)
@@ -285,7 +330,7 @@ class Compiler:
                 body.append((f"    hit({position})", checked.rule.loc))
                 continue
             body.append(("    while True:", checked.rule.loc))
-            for index, (setup, test, values, loc) in enumerate(clauses):
+            for index, setup, test, values, loc in clauses:
                 body.extend((f"        {line}", loc) for line in setup)
                 body.append((f"        if not {test}: missed[{position}] = ({index}, {values}); break", loc))
             body.append((f"        hit({position}); break", None))
@@ -307,8 +352,7 @@ class Compiler:
             if cond is None:
                 body.append((f"    hit({position})", checked.rule.loc))
                 continue
-            expr = ExprCompiler(self, self._typer(checked), fn).bool(cond, checked.scope, self._env(checked))
-            body.append((f"    if {expr}: hit({position})", cond.loc))
+            body.append((f"    if {self._condition_code(checked, fn)}: hit({position})", cond.loc))
         self._line("def match(order, event, store, now):")
         for read in fn.read_lines:
             self._line("    " + read)
@@ -606,7 +650,7 @@ class ExprCompiler:
         literal = self.literal_value(e.right, scope)
         if literal is None or self.type(e.left, scope) not in (T.STRING, T.NUMBER, T.BOOL):
             return None
-        return self.c.const(frozenset(literal))
+        return self.c.const(frozenset(v for v in literal if v is not None))  # null is in nothing
 
     def compare_code(self, e: ast.Compare, left: str, right: str, scope: Scope) -> str:
         """The test ``left <op> right`` with the language's null rules, given the operands' code."""
@@ -707,7 +751,21 @@ class ExprCompiler:
             self.depth -= 1
         return f"tq({element_id}, {name}, {code})"
 
+    def shared(self, e: ast.Expr, env: dict[str, str], compute) -> str:
+        """An aggregate (any/all/count/sum) that depends on no binder is computed at most once per
+        match call, however many rules use it: its result is cached in a local on first use."""
+        if not self.fn.hoist or self.trace is not None or set(env) - set(ROOTS):
+            return compute()
+        local = self.fn.shared.get(e)
+        if local is None:
+            local = self.fn.shared[e] = f"_q{len(self.fn.shared)}"
+            self.fn.read_lines.append(f"{local} = None")
+        return f"({local} if {local} is not None else ({local} := {compute()}))"
+
     def c_Quantifier(self, e, scope, env):
+        return self.shared(e, env, lambda: self._quantifier(e, scope, env))
+
+    def _quantifier(self, e, scope, env):
         name, iterable, inner_scope, inner_env = self._binder(e.var, e.iterable, scope, env)
         cond = self._element_cond(e, e.cond, name, inner_scope, inner_env)
         if e.kind == "any":
@@ -715,18 +773,67 @@ class ExprCompiler:
         return f"all({cond} for {name} in {iterable})"
 
     def c_Count(self, e, scope, env):
+        return self.shared(e, env, lambda: self._count(e, scope, env))
+
+    def _count(self, e, scope, env):
         if e.var is None or e.cond is None:
             return f"rt_count({self.expr(e.iterable, scope, env)})"
         name, iterable, inner_scope, inner_env = self._binder(e.var, e.iterable, scope, env)
         return f"sum(1 for {name} in {iterable} if {self._element_cond(e, e.cond, name, inner_scope, inner_env)})"
 
     def c_Sum(self, e, scope, env):
+        return self.shared(e, env, lambda: self._sum(e, scope, env))
+
+    def _sum(self, e, scope, env):
         if e.var is None:
             return f"rt_sum({self.iterable(e.expr, scope, env)})"
         name, iterable, inner_scope, inner_env = self._binder(e.var, e.iterable, scope, env)
         body = self.expr(e.expr, inner_scope, inner_env)
         where = f" if {self.bool(e.cond, inner_scope, inner_env)}" if e.cond is not None else ""
         return f"rt_sum({body} for {name} in {iterable}{where})"
+
+
+def _is_path_root(tree: ast.Node, name: ast.Name) -> bool:
+    """Whether this ``order`` name is the object of a field read (``order.x``, ``order["x"]``)."""
+    return any(isinstance(sub, (ast.Attr, ast.Index)) and sub.obj is name for sub in ast.walk(tree))
+
+
+def cost(e: ast.Expr | None) -> int:
+    """A rough evaluation cost: field reads and literals are free, loops over lists are dear."""
+    if e is None or isinstance(e, (ast.StringLit, ast.NumberLit, ast.DurationLit, ast.BoolLit, ast.NullLit,
+                                   ast.Name)):
+        return 0
+    if isinstance(e, (ast.Attr, ast.Index)):
+        return cost(e.obj) + (cost(e.key) if isinstance(e, ast.Index) else 0)
+    if isinstance(e, (ast.Quantifier, ast.Count, ast.Sum)):
+        return 20
+    if isinstance(e, ast.Call):
+        return (1 if e.func in ("lower", "upper", "len", "now", "date", "round") else 8) + sum(map(cost, e.args))
+    if isinstance(e, ast.ListLit):
+        return sum(map(cost, e.items))
+    if isinstance(e, ast.Compare):
+        weight = {"matches": 4, "contains": 2, "starts with": 2, "ends with": 2}.get(e.op, 1)
+        return weight + cost(e.left) + cost(e.right)
+    if isinstance(e, ast.Test):
+        return 1 + cost(e.operand)
+    if isinstance(e, (ast.Not, ast.Neg)):
+        return cost(e.operand)
+    if isinstance(e, ast.BinOp):
+        return 1 + cost(e.left) + cost(e.right)
+    if isinstance(e, ast.BoolOp):
+        return sum(map(cost, e.operands))
+    return 5
+
+
+def cheap_first(cond: ast.Expr) -> list[tuple[int, ast.Expr]]:
+    """The top-level clauses of a condition with their written index, cheapest first (stable).
+
+    Conditions have no side effects and never raise, so the order of an ``and``'s operands does
+    not change its value: testing `order.shipping.country == "US"` before looping over the items
+    saves the loop for most orders.  The deciding clause of a rule that did not fire is then the
+    first false clause in this order (its written index is kept for the explanation)."""
+    parts = cond.operands if isinstance(cond, ast.BoolOp) and cond.op == "and" else (cond,)
+    return sorted(enumerate(parts), key=lambda pair: (cost(pair[1]), pair[0]))
 
 
 def obj_is_item(t: T.Type) -> bool:

@@ -101,7 +101,7 @@ class _Runner:
     """Runs the actions of one fired rule: the object generated ``act`` functions call."""
 
     __slots__ = ("engine", "rule", "order", "event", "store", "records", "emitted", "stopped", "changed",
-                 "halted", "dry_run", "event_ns", "now")
+                 "halted", "dry_run", "event_ns", "now", "touched")
 
     def __init__(self, engine: "Engine", rule: CompiledRule, order, event: Event, event_ns, store, dry_run, now):
         self.engine = engine
@@ -117,6 +117,7 @@ class _Runner:
         self.stopped = False
         self.changed = False
         self.halted = False
+        self.touched: set[str] | None = set()  # top-level order fields changed; None: can't tell
 
     def call(self, slot: int, params: dict[str, Any], item: dict[str, Any] | None) -> None:
         spec: ActionSpec = self.rule.slots[slot].spec
@@ -142,7 +143,7 @@ class _Runner:
             record.status, record.error = "failed", f'action "{spec.name}" has no implementation'
             return
         ctx = ActionContext(self.order, self.event, self.store, item=item, dry_run=self.dry_run,
-                            clock=lambda: self.now)
+                            clock=self.engine.clock if self.now is None else (lambda: self.now))
         try:
             detail = spec.run(ctx, model)
         except ActionError as exc:
@@ -151,6 +152,10 @@ class _Runner:
         record.detail = detail or None
         if ctx.changed or spec.mutates_order:
             self.changed = True
+            if spec.touches is None:
+                self.touched = None
+            elif self.touched is not None:
+                self.touched.update(spec.touches)
         self.emitted.extend(ctx.emitted)
         if ctx.stopped:
             self.stopped = True
@@ -238,7 +243,8 @@ class Engine:
         if plan is None:
             return []
         event_ns = {"name": event.name, **event.payload}
-        return [plan.rules[i].name for i in plan.match(event.order, event_ns, event.store, self.clock())]
+        now = self.clock() if plan.uses_now else None
+        return [plan.rules[i].name for i in plan.match(event.order, event_ns, event.store, now)]
 
     def process(self, data: Event | dict[str, Any], *, dry_run: bool | None = None,
                 explain: str | None = None) -> list[Decision]:
@@ -300,7 +306,7 @@ class Engine:
         While no action has changed the order, the shared ``match`` result stays valid; after a
         change the remaining rules are evaluated one by one.  With explanations on, every rule
         that does not fire gets its deciding clause, computed against the very state it saw."""
-        now = self.clock()
+        now = self.clock() if plan.uses_now else None
         event_ns = {"name": pending.name, **pending.payload}
         event = Event(pending.name, order, pending.payload, store, pending.event_id)
         rules = plan.rules
@@ -367,7 +373,7 @@ class Engine:
                 self._not_evaluated(rules, index, f"not evaluated: {rule.name!r} stopped processing", explain,
                                     outcomes)
                 return
-            if runner.changed:
+            if runner.changed and (runner.touched is None or plan.reads is None or runner.touched & plan.reads):
                 batch = False  # later conditions must see the order as this rule left it
 
     @staticmethod

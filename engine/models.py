@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -251,18 +252,43 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(problems[:3]) + more
 
 
-def _exact(value: Any, path: str) -> Any:
-    """``value`` with every float (in free-form maps and extra fields) made an exact Decimal."""
-    if isinstance(value, dict):
-        return {key: _exact(item, f"{path}.{key}" if path else str(key)) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_exact(item, f"{path}[{index}]") for index, item in enumerate(value)]
-    if isinstance(value, float):
-        try:
-            return _to_decimal(value)
-        except ValueError as exc:
-            raise OrderError(f"{path}: {exc}") from None
+def _exact(value: Any) -> Any:
+    """``value`` with every float (in free-form maps and extra fields) made an exact Decimal.
+
+    Works in place on what ``model_dump`` just built; a float that is not a finite number raises
+    ValueError, and ``_float_path`` then finds where it is (errors are rare, the walk is hot)."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(item) in _CONTAINERS_AND_FLOAT:
+                value[key] = _exact(item)
+    elif kind is list:
+        for index, item in enumerate(value):
+            if type(item) in _CONTAINERS_AND_FLOAT:
+                value[index] = _exact(item)
+    elif kind is float:
+        return _to_decimal(value)
     return value
+
+
+_CONTAINERS_AND_FLOAT = (dict, list, float)
+
+
+def _float_path(value: Any, path: str = "") -> str:
+    """Where the first non-finite float in ``value`` is, as ``a.b[2]``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _float_path(item, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _float_path(item, f"{path}[{index}]")
+            if found:
+                return found
+    elif isinstance(value, float) and not math.isfinite(value):
+        return path
+    return ""
 
 
 def _parse(model: type[BaseModel], raw: Any, what: str) -> dict[str, Any]:
@@ -272,7 +298,11 @@ def _parse(model: type[BaseModel], raw: Any, what: str) -> dict[str, Any]:
         validated = model.model_validate(raw)
     except ValidationError as exc:
         raise OrderError(f"invalid {what}: {_describe(exc)}") from exc
-    return _exact(validated.model_dump(), "")
+    dumped = validated.model_dump()
+    try:
+        return _exact(dumped)
+    except ValueError as exc:
+        raise OrderError(f"{_float_path(dumped)}: {exc}") from None
 
 
 def parse_order(raw: dict[str, Any]) -> dict[str, Any]:
@@ -329,9 +359,11 @@ def dump_order(order: dict[str, Any]) -> dict[str, Any]:
     return dump_value(order)
 
 
-def to_json(value: Any) -> str:
-    """Compact JSON of a runtime value (orders, decisions, payloads) dumped as ``dump_order`` does."""
-    return json.dumps(dump_value(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def to_json(value: Any, *, dumped: bool = False) -> str:
+    """Compact JSON of a runtime value (orders, decisions, payloads) dumped as ``dump_order`` does;
+    ``dumped=True`` when ``value`` is JSON-able already (``Decision.to_json()``): no second walk."""
+    return json.dumps(value if dumped else dump_value(value), separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
 
 
 # --- setting one field ----------------------------------------------------------------------
