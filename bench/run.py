@@ -50,10 +50,13 @@ TARGET_SPEEDUP = 2.0          # (a) at least 2x faster than (b) at 1000 rules
 TARGET_BUILD_1K_S = 1.0       # parse+check+compile of 1,000 rules
 TARGET_BUILD_10K_S = 10.0     # ... of 10,000 rules
 TARGET_BUILD_10K_MB = 500.0   # ... peak RSS
+TARGET_EXPLAIN_PCT = 10.0     # the default deciding-clause record, as a share of process()
 
 FULL = {"match_events": 2000, "min_rep_s": 0.2, "repeat": 5, "run_events": 5000, "run_repeat": 3,
+        "explain_events": 1000,
         "build_repeat": {1000: 3, 10000: 2}}
 QUICK = {"match_events": 500, "min_rep_s": 0.04, "repeat": 3, "run_events": 1000, "run_repeat": 1,
+         "explain_events": 300,
          "build_repeat": {1000: 1}}
 
 
@@ -118,6 +121,52 @@ def measure_matching(engine, table, events, cfg) -> dict[str, Any]:
     return {"a_us": a * 1e6, "b_us": b * 1e6, "a_events_s": 1 / a, "b_events_s": 1 / b, "speedup": b / a,
             "a_reps_us": [t * 1e6 for t in times_a], "b_reps_us": [t * 1e6 for t in times_b],
             "loops_a": loops_a, "loops_b": loops_b, "events": len(events)}
+
+
+def measure_explain(engine, events, cfg) -> dict[str, Any]:
+    """What explanations cost.  ``Engine.process`` (dry run, decisions built, nothing printed) with
+    explain off, with the default deciding clause and with the full trace; and, matching only,
+    the event's plain ``match`` against ``match_why`` (match plus every deciding clause)."""
+    process = engine.process
+    timings: dict[str, float] = {}
+
+    def processing(level: str):
+        def loop(loops: int) -> None:
+            for _ in range(loops):
+                for event in events:
+                    process(event, dry_run=True, explain=level)
+        return loop
+
+    def matching(kind: str):
+        plans = [(engine.ruleset.plan(e.name), e.order, {"name": e.name, **e.payload}, e.store) for e in events]
+        plans = [p for p in plans if p[0] is not None]
+
+        def loop(loops: int) -> None:
+            for _ in range(loops):
+                for plan, order, event_ns, store in plans:
+                    getattr(plan, kind)(order, event_ns, store, None)
+        return loop
+
+    loops = {name: (fn, None) for name, fn in (
+        ("off", processing("off")), ("deciding", processing("deciding")), ("full", processing("full")),
+        ("match", matching("match")), ("match_why", matching("match_why")))}
+    for name, (fn, _) in loops.items():
+        fn(1)  # warm-up: lazily compiled functions
+        loops[name] = (fn, _loops_for(fn, cfg["min_rep_s"]))
+    best: dict[str, list[float]] = {name: [] for name in loops}
+    for _ in range(cfg["repeat"]):
+        for name, (fn, count) in loops.items():  # interleaved, so drift hits every level alike
+            best[name].append(_timed(fn, count) / (count * len(events)))
+    for name, values in best.items():
+        timings[name] = min(values) * 1e6
+    return {
+        "process_off_us": timings["off"], "process_deciding_us": timings["deciding"],
+        "process_full_us": timings["full"],
+        "deciding_cost_pct": (timings["deciding"] / timings["off"] - 1) * 100,
+        "full_cost_x": timings["full"] / timings["off"],
+        "match_us": timings["match"], "match_why_us": timings["match_why"],
+        "match_why_cost_pct": (timings["match_why"] / timings["match"] - 1) * 100,
+    }
 
 
 # ---- (c): the CLI end to end -------------------------------------------------------------------
@@ -258,6 +307,17 @@ def report(results: dict[str, Any]) -> str:
             f"| {_fmt(cli.get('events_s_after_startup'), 0)} |")
     if results.get("cli_error"):
         lines += ["", f"(c) not measured: {results['cli_error']}"]
+    lines += ["", "Explanations: `Engine.process` (dry run) per event with explain off, with the default deciding "
+              "clause, and with the full trace; matching only: the event's `match` vs `match_why`.", "",
+              "| rules | process µs, explain off | deciding | full | deciding cost | full cost | match µs "
+              "| match_why µs | deciding cost, matching only |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in results["matching"]:
+        ex = row.get("explain")
+        if ex:
+            lines.append(f"| {row['rules']:,} | {ex['process_off_us']:.1f} | {ex['process_deciding_us']:.1f} "
+                         f"| {ex['process_full_us']:.1f} | {ex['deciding_cost_pct']:+.1f}% | {ex['full_cost_x']:.1f}x "
+                         f"| {ex['match_us']:.2f} | {ex['match_why_us']:.2f} | {ex['match_why_cost_pct']:+.1f}% |")
     lines += ["", "| rules | parse+check+compile s | peak RSS MB | RSS before build MB |", "|---:|---:|---:|---:|"]
     for n in BUILD_COUNTS:
         build = results["build"].get(str(n))
@@ -284,6 +344,10 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     speedup = row["speedup"] if row else None
     add(f"(a) >= {TARGET_SPEEDUP:g}x faster than (b) at 1000 rules", speedup, lambda v: v >= TARGET_SPEEDUP,
         f"{speedup:.2f}x" if speedup else "")
+    explain = row.get("explain") if row else None
+    cost = explain["deciding_cost_pct"] if explain else None
+    add(f"deciding-clause record costs < {TARGET_EXPLAIN_PCT:g}% of process() at 1000 rules", cost,
+        lambda v: v < TARGET_EXPLAIN_PCT, f"{cost:+.1f}%" if cost is not None else "")
     b1k, b10k = results["build"].get("1000"), results["build"].get("10000")
     add(f"parse+check+compile of 1,000 rules < {TARGET_BUILD_1K_S:g} s", b1k and b1k["seconds"],
         lambda v: v < TARGET_BUILD_1K_S, f"{b1k['seconds']:.2f} s" if b1k else "")
@@ -340,6 +404,11 @@ def main(argv: list[str] | None = None) -> int:
                                    "rules_per_event": sum(len(v) for v in table.values()) / 10}
             row.update(measure_matching(engine, table, events, cfg))
             log(f"  (a) {row['a_us']:.2f} µs/event, (b) {row['b_us']:.2f} µs/event, speed-up {row['speedup']:.2f}x")
+            traced = Engine.from_source(text, str(rules), explain="full")
+            row["explain"] = measure_explain(traced, events[:cfg["explain_events"]], cfg)
+            log(f"  explain: deciding +{row['explain']['deciding_cost_pct']:.1f}% of process(), "
+                f"full x{row['explain']['full_cost_x']:.1f}")
+            del traced
             if cli_ok:
                 try:
                     row["cli_check"] = check_cli(engine, rules, raw_events, workdir)

@@ -59,9 +59,18 @@ class Decision:
     cause: str | None = None  # the rule whose action emitted this event
     stopped: dict[str, Any] | None = None
     dry_run: bool = False
-    # Every rule of the event in evaluation order, fired or not and why (see engine/explain.py).
-    outcomes: list[RuleOutcome] = field(default_factory=list, repr=False)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
+    # What the engine saw, recorded as cheaply as it can be (tuples, ranges of the shared match
+    # result); ``outcomes`` turns it into RuleOutcome objects when someone asks.
+    _log: list[tuple] = field(default_factory=list, repr=False)
+    _outcomes: list[RuleOutcome] | None = field(default=None, repr=False)
+
+    @property
+    def outcomes(self) -> list[RuleOutcome]:
+        """Every rule of the event in evaluation order, fired or not and why (see engine/explain.py)."""
+        if self._outcomes is None:
+            self._outcomes = [outcome for entry in self._log for outcome in _outcomes_of(entry)]
+        return self._outcomes
 
     def explain(self, full: bool = False) -> list[str]:
         """Readable lines: every rule of the event, fired or the clause that decided it did not."""
@@ -310,7 +319,7 @@ class Engine:
         event_ns = {"name": pending.name, **pending.payload}
         event = Event(pending.name, order, pending.payload, store, pending.event_id)
         rules = plan.rules
-        outcomes = decision.outcomes
+        log = decision._log
         missed: dict[int, tuple] = {}
         batch = explain != FULL
         if explain == DECIDING:
@@ -323,10 +332,8 @@ class Engine:
             if batch:
                 upcoming = hits[position] if position < len(hits) else len(rules)
                 position += 1
-                if explain == DECIDING:
-                    for skipped in range(index, upcoming):
-                        why = missed[skipped]
-                        outcomes.append(RuleOutcome(rules[skipped], False, why[0], why[1:]))
+                if explain == DECIDING and upcoming > index:
+                    log.append((_MISSED, rules, index, upcoming, missed))
                 if upcoming >= len(rules):
                     break
                 index = upcoming
@@ -337,15 +344,14 @@ class Engine:
                     holds = bool(rule.trace(order, event_ns, store, now, recorder.value, recorder.element))
                     if not holds:
                         why = rule.why(order, event_ns, store, now)
-                        outcomes.append(RuleOutcome(rule, False, why[0] if why else None, why[1:] if why else (),
-                                                    recorder.entries))
+                        log.append((_ONE, rule, False, why, recorder.entries))
                         index += 1
                         continue
                     trace = recorder.entries
                 elif explain == DECIDING:
                     why = rule.why(order, event_ns, store, now)
                     if why is not None:
-                        outcomes.append(RuleOutcome(rule, False, why[0], why[1:]))
+                        log.append((_ONE, rule, False, why, None))
                         index += 1
                         continue
                 elif not rule.condition(order, event_ns, store, now):
@@ -356,7 +362,8 @@ class Engine:
                 decision.stopped = {"reason": f"firing limit {self.max_firings} reached; rule {rule.name!r} "
                                               "and everything after it did not run",
                                     "chain": list(pending.chain) + [rule.name]}
-                self._not_evaluated(rules, index, "not run: firing limit", explain, outcomes)
+                if explain != OFF:
+                    log.append((_SKIPPED, rules, index, "not run: firing limit"))
                 return
             budget[0] -= 1
             runner = _Runner(self, rule, order, event, event_ns, store, dry, now)
@@ -364,26 +371,36 @@ class Engine:
             decision.fired.append(rule.name)
             decision.actions.extend(runner.records)
             if explain != OFF:
-                outcomes.append(RuleOutcome(rule, True, trace=trace if explain == FULL else None))
+                log.append((_ONE, rule, True, None, trace if explain == FULL else None))
             for item in runner.emitted:
                 emitted.append((rule.name, item))
                 decision.emitted.append(self._canonical_event(item.name))
             index += 1
             if runner.stopped:
-                self._not_evaluated(rules, index, f"not evaluated: {rule.name!r} stopped processing", explain,
-                                    outcomes)
+                if explain != OFF:
+                    log.append((_SKIPPED, rules, index, f"not evaluated: {rule.name!r} stopped processing"))
                 return
             if runner.changed and (runner.touched is None or plan.reads is None or runner.touched & plan.reads):
                 batch = False  # later conditions must see the order as this rule left it
 
-    @staticmethod
-    def _not_evaluated(rules, start: int, note: str, explain: str, outcomes: list[RuleOutcome]) -> None:
-        if explain != OFF:
-            outcomes.extend(RuleOutcome(rule, False, note=note) for rule in rules[start:])
-
     def _canonical_event(self, name: str) -> str:
         spec = self.events.get(name)
         return spec.name if spec is not None else name
+
+
+_MISSED, _ONE, _SKIPPED = range(3)  # kinds of Decision._log entries
+
+
+def _outcomes_of(entry: tuple) -> list[RuleOutcome]:
+    kind = entry[0]
+    if kind == _MISSED:
+        _, rules, low, high, missed = entry
+        return [RuleOutcome(rules[i], False, missed[i][0], missed[i][1:]) for i in range(low, high)]
+    if kind == _ONE:
+        _, rule, fired, why, trace = entry
+        return [RuleOutcome(rule, fired, why[0] if why else None, why[1:] if why else (), trace)]
+    _, rules, start, note = entry
+    return [RuleOutcome(rule, False, note=note) for rule in rules[start:]]
 
 
 def _validate_payload(spec: EventSpec, payload: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 from typing import Any
 
@@ -17,7 +18,17 @@ def is_template(text: str) -> bool:
 @functools.lru_cache(maxsize=1)
 def template_environment() -> ImmutableSandboxedEnvironment:
     """The one sandbox every user template renders in: no attribute escapes, no mutation of the order."""
-    return ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False, keep_trailing_newline=True)
+    return ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False, keep_trailing_newline=True,
+                                         finalize=_finalize)
+
+
+def _finalize(value: Any) -> Any:
+    """How a value prints: null as nothing (like an undefined name), dates as Order Desk writes them."""
+    if value is None:
+        return ""
+    if isinstance(value, _dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return value
 
 
 @functools.lru_cache(maxsize=4096)
