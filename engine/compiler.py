@@ -195,7 +195,7 @@ class Compiler:
         for index, cr in enumerate(compiled):
             if cr.disabled:
                 continue
-            for name in cr.events:
+            for name in cr.events or trigger_keys(cr):
                 by_event.setdefault(name, []).append(index)
         namespace = dict(RUNTIME_NAMESPACE)
         namespace.update(self.consts)
@@ -791,6 +791,24 @@ class ExprCompiler:
         body = self.expr(e.expr, inner_scope, inner_env)
         where = f" if {self.bool(e.cond, inner_scope, inner_env)}" if e.cond is not None else ""
         return f"rt_sum({body} for {name} in {iterable}{where})"
+
+
+def button_key(label: str) -> str:
+    """The plan key of the rules a button runs (labels match case-insensitively)."""
+    return f"button:{label.casefold()}"
+
+
+def schedule_key(rule_name: str) -> str:
+    """The plan key of one scheduled rule (each runs on its own timer)."""
+    return f"schedule:{rule_name}"
+
+
+def trigger_keys(rule: CompiledRule) -> tuple[str, ...]:
+    if isinstance(rule.trigger, ast.ButtonTrigger):
+        return (button_key(rule.trigger.label),)
+    if isinstance(rule.trigger, ast.EveryTrigger):
+        return (schedule_key(rule.name),)
+    return ()
 
 
 def _is_path_root(tree: ast.Node, name: ast.Name) -> bool:

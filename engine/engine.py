@@ -14,7 +14,9 @@ from jinja2 import Template
 from pydantic import BaseModel, ValidationError
 
 from .catalogue import ACTIONS, EVENTS, ActionSpec, Catalogue, EventSpec
-from .compiler import CompiledRule
+from . import ast
+from .catalogue import closest
+from .compiler import CompiledRule, button_key, schedule_key
 from .explain import DECIDING, FULL, LEVELS, OFF, Recorder, RuleOutcome, explain_lines
 from .models import OrderError, dump_order, dump_value, parse_order, parse_store
 from .ruleset import Ruleset, build_ruleset, find_rule_files, load_ruleset, read_sources
@@ -104,6 +106,7 @@ class _Pending:
     chain: tuple[str, ...]
     cause: str | None = None
     event_id: str | None = None
+    plan_key: str | None = None  # a button's or a schedule's rules instead of the event's
 
 
 class _Runner:
@@ -263,6 +266,39 @@ class Engine:
         each decision records: "deciding" (the default) keeps, for every rule that did not fire,
         the clause that decided it and the values it compared; "full" keeps every value every
         condition computed (the ruleset must be built with ``trace=True``)."""
+        return self._cascade(self.event(data), None, dry_run, explain)
+
+    def press(self, label: str, data: dict[str, Any], *, store: dict[str, Any] | str | None = None,
+              dry_run: bool | None = None, explain: str | None = None) -> list[Decision]:
+        """Run the rules of ``when button "label"`` on one order (Order Desk's Custom Button)."""
+        plan = self.ruleset.plan(button_key(label))
+        if plan is None:
+            labels = sorted({r.trigger.label for r in self.ruleset.rules if isinstance(r.trigger, ast.ButtonTrigger)})
+            near = closest(label, labels)
+            raise EventError(f"no enabled rule has button {label!r}"
+                             + (f" (did you mean {near[0]!r}?)" if near else ""))
+        name = f'Button "{plan.rules[0].trigger.label}"'
+        return self._cascade(self._trigger_event(name, data, store), plan, dry_run, explain)
+
+    def run_schedule(self, rule: str, data: dict[str, Any], *, store: dict[str, Any] | str | None = None,
+                     dry_run: bool | None = None, explain: str | None = None) -> list[Decision]:
+        """Run the scheduled rule ``rule`` (``when every D in folder "F"``) on one order; the caller
+        (the scheduler) picks the orders of the folder."""
+        plan = self.ruleset.plan(schedule_key(rule))
+        if plan is None:
+            raise EventError(f"no enabled scheduled rule is named {rule!r}")
+        trigger = plan.rules[0].trigger
+        name = f'Every {trigger.every.raw} in folder "{trigger.folder}"'
+        return self._cascade(self._trigger_event(name, data, store), plan, dry_run, explain)
+
+    def _trigger_event(self, name: str, order: dict[str, Any], store: dict[str, Any] | str | None) -> Event:
+        try:
+            return Event(name, parse_order(order), {}, parse_store({"name": store} if isinstance(store, str)
+                                                                   else store or {}))
+        except OrderError as exc:
+            raise EventError(str(exc)) from exc
+
+    def _cascade(self, event: Event, plan, dry_run: bool | None, explain: str | None) -> list[Decision]:
         ruleset = self.ruleset
         dry = self.dry_run if dry_run is None else dry_run
         explain = self.explain if explain is None else explain
@@ -271,9 +307,9 @@ class Engine:
         if explain == FULL and not ruleset.traced:
             raise ValueError("a full explanation needs a ruleset built with trace=True "
                              "(Engine.from_paths(..., explain='full'))")
-        event = self.event(data)
+        first_key = next((key for key, p in ruleset.plans.items() if p is plan), None)
         queue: deque[_Pending] = deque([_Pending(event.name, event.payload, event.order, 0, (event.name,),
-                                                 None, event.id)])
+                                                 None, event.id, first_key)])
         decisions: list[Decision] = []
         budget = [self.max_firings]
         while queue:
@@ -302,7 +338,7 @@ class Engine:
         decision = Decision(pending.name, _order_id(order), ruleset.version, depth=pending.depth,
                             event_id=pending.event_id, cause=pending.cause, dry_run=dry, sources=ruleset.sources)
         emitted: list[tuple[str, Emitted]] = []
-        plan = ruleset.plan(pending.name)
+        plan = ruleset.plan(pending.plan_key or pending.name)
         if plan is not None:
             self._evaluate(plan, pending, order, store, dry, budget, explain, decision, emitted)
         decision.order = dump_order(order)
