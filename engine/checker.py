@@ -534,7 +534,9 @@ class Checker:
         recursive = self._find_recursion(lets, diagnostics)
         rules: list[CheckedRule] = []
         seen_rules: dict[str, ast.Rule] = {}
-        generic_scope = self._scope(self.event_type(()))
+        # A let body is checked once with `event` open (its fields depend on the rule that uses it);
+        # each use checks it again against that rule's event and reports there.
+        generic_scope = self._scope(T.Record("event", {"name": T.STRING}, T.ANY))
         self.sources = {m.path: m.source for m in modules}
         self.diagnostics = diagnostics
         let_typer = self._typer(lets, generic_scope, recursive)

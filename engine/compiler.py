@@ -385,6 +385,8 @@ class Compiler:
                 if stmt.cond is not None:
                     cond = ExprCompiler(self, typer, fn).bool(stmt.cond, inner_scope, inner_env)
                     self._line(f"{pad}    if not ({cond}): continue", stmt.cond.loc)
+                if not stmt.body:
+                    self._line(f"{pad}    pass")  # an empty for block is a warning, not an error
                 self._statements(stmt.body, inner_scope, inner_env, var, depth + 1, typer, cr)
                 continue
             spec = self.actions[stmt.name]
@@ -397,8 +399,9 @@ class Compiler:
                 else:
                     value = ec.value(arg.value, scope, env)
                 params.append(f"{arg.name!r}: {value}")
-            self._line(f"{pad}run.call({slot}, {{{', '.join(params)}}}, {item})", stmt.loc)
-            self._line(f"{pad}if run.halted: return None")
+            binders = [f"{name!r}: {code}" for name, code in env.items() if name not in ROOTS]
+            names = "{" + ", ".join(binders) + "}" if binders else "None"
+            self._line(f"{pad}run.call({slot}, {{{', '.join(params)}}}, {item}, {names})", stmt.loc)
 
 
 class TraceNodes:
@@ -601,7 +604,7 @@ class ExprCompiler:
         base_path = self.path(obj, scope)
         if base_path is not None and self._is_record_path(base_path):
             return f"{base}.get({key!r})"
-        if isinstance(self.type(obj, scope), T.Record) and obj_is_item(self.type(obj, scope)):
+        if _is_record_binder(obj, scope, self.type(obj, scope)):
             return f"{base}.get({key!r})"
         return f"rt_get({base}, {key!r})"
 
@@ -648,7 +651,7 @@ class ExprCompiler:
 
     def _constant_members(self, e: ast.Compare, scope: Scope) -> str | None:
         literal = self.literal_value(e.right, scope)
-        if literal is None or self.type(e.left, scope) not in (T.STRING, T.NUMBER, T.BOOL):
+        if literal is None or self.type(e.left, scope) not in (T.STRING, T.NUMBER):
             return None
         return self.c.const(frozenset(v for v in literal if v is not None))  # null is in nothing
 
@@ -659,8 +662,16 @@ class ExprCompiler:
         if op in ("==", "!="):
             if isinstance(e.right, ast.NullLit) or isinstance(e.left, ast.NullLit):
                 return f"({left} {'is' if op == '==' else 'is not'} None)"
+            if lt.is_any() or rt.is_any():
+                # Run-time types: true and 1 are not equal here, unlike in Python.
+                return f"{'rt_eq' if op == '==' else 'rt_ne'}({left}, {right})"
             if op == "==":
-                return f"({left} == {right})"
+                if _LITERAL.match(left) or _LITERAL.match(right):
+                    return f"({left} == {right})"  # a missing value never equals a literal
+                first, later = self.simple(left)
+                if self.no_walrus and first != later:
+                    return f"rt_eq({left}, {right})"
+                return f"({first} is not None and {later} == {right})"  # two missing values are not equal
             return self._null_guarded(left, right, "!=")
         if op in _CMP_HELPERS:
             if lt in _SCALARS and lt == rt:
@@ -854,6 +865,9 @@ def cheap_first(cond: ast.Expr) -> list[tuple[int, ast.Expr]]:
     return sorted(enumerate(parts), key=lambda pair: (cost(pair[1]), pair[0]))
 
 
-def obj_is_item(t: T.Type) -> bool:
-    """Items, addresses, shipments and notes of the order model are always dicts at run time."""
-    return isinstance(t, T.Record) and t.extra is None and t.name not in ("event",) and not t.name.startswith("event")
+def _is_record_binder(obj: ast.Expr, scope: Scope, t: T.Type) -> bool:
+    """A binder over a list of the order model's records (items, shipments, notes): always a dict."""
+    if not isinstance(obj, ast.Name) or not isinstance(t, T.Record) or t.extra is not None:
+        return False
+    binding = scope.get(obj.id)
+    return binding is not None and binding.kind == "binder" and not t.name.startswith("event")

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import Template
 from pydantic import BaseModel, ValidationError
 
 from .catalogue import ACTIONS, EVENTS, ActionSpec, Catalogue, EventSpec
@@ -21,7 +20,7 @@ from .explain import DECIDING, FULL, LEVELS, OFF, Recorder, RuleOutcome, explain
 from .models import OrderError, dump_order, dump_value, parse_order, parse_store
 from .ruleset import Ruleset, build_ruleset, find_rule_files, load_ruleset, read_sources
 from .runtime import ActionContext, ActionError, Emitted, Event, utcnow
-from .templates import render
+from .templates import UserTemplate
 
 
 class EventError(ValueError):
@@ -113,7 +112,7 @@ class _Runner:
     """Runs the actions of one fired rule: the object generated ``act`` functions call."""
 
     __slots__ = ("engine", "rule", "order", "event", "store", "records", "emitted", "stopped", "changed",
-                 "halted", "dry_run", "event_ns", "now", "touched")
+                 "dry_run", "event_ns", "now", "touched")
 
     def __init__(self, engine: "Engine", rule: CompiledRule, order, event: Event, event_ns, store, dry_run, now):
         self.engine = engine
@@ -128,21 +127,26 @@ class _Runner:
         self.emitted: list[Emitted] = []
         self.stopped = False
         self.changed = False
-        self.halted = False
         self.touched: set[str] | None = set()  # top-level order fields changed; None: can't tell
 
-    def call(self, slot: int, params: dict[str, Any], item: dict[str, Any] | None) -> None:
+    def call(self, slot: int, params: dict[str, Any], item: dict[str, Any] | None,
+             binders: dict[str, Any] | None = None) -> None:
+        """Run one action: render its templates (with ``order``, ``item``, ``event``, ``store`` and the
+        enclosing ``for`` binders by name), validate its parameters, perform it or record it."""
         spec: ActionSpec = self.rule.slots[slot].spec
         record = ActionRecord(self.rule.name, spec.name, params, "done")
         self.records.append(record)
-        try:
-            for key, value in params.items():
-                if isinstance(value, Template):
-                    params[key] = render(value, {"order": self.order, "item": item, "event": self.event_ns,
-                                                 "store": self.store})
-        except Exception as exc:  # a template that fails at run time fails its action, never the engine
-            record.status, record.error = "failed", f"template: {exc}"
-            return
+        for key, value in params.items():
+            if isinstance(value, UserTemplate):
+                context = {"order": self.order, "item": item, "event": self.event_ns, "store": self.store}
+                if binders:
+                    context.update(binders)
+                try:
+                    params[key] = value.render(context)
+                except Exception as exc:  # a template that fails at run time fails its action, never the engine
+                    record.status, record.error = "failed", f"template {key!r}: {exc}"
+                    record.params = {k: v.source if isinstance(v, UserTemplate) else v for k, v in params.items()}
+                    return
         try:
             model = spec.params.model_validate(params)
         except ValidationError as exc:
@@ -170,8 +174,7 @@ class _Runner:
                 self.touched.update(spec.touches)
         self.emitted.extend(ctx.emitted)
         if ctx.stopped:
-            self.stopped = True
-            self.halted = True
+            self.stopped = True  # the rule's other actions still run; the next rules do not
         if detail and detail.get("status"):
             record.status = detail["status"]
 
@@ -233,7 +236,10 @@ class Engine:
     # ---- input --------------------------------------------------------------------------
     def event(self, data: Event | dict[str, Any]) -> Event:
         """Validate an incoming event: known name, a valid order, a payload of the event's model."""
-        event = data if isinstance(data, Event) else Event.from_dict(data)
+        try:
+            event = data if isinstance(data, Event) else Event.from_dict(data)
+        except ValueError as exc:
+            raise EventError(str(exc)) from exc
         spec = self.events.get(event.name)
         if spec is None:
             suggestions = self.events.suggest(event.name)

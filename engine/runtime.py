@@ -130,9 +130,18 @@ def rt_truthy(value: Any) -> bool:
     return value is True or (value is not None and value is not False and bool(value))
 
 
+def _mixed_bool(a: Any, b: Any) -> bool:
+    """A boolean against a non-boolean: never equal, never ordered (Python would say True == 1)."""
+    return (a.__class__ is bool) != (b.__class__ is bool)
+
+
+def rt_eq(a: Any, b: Any) -> bool:
+    return a is not None and b is not None and not _mixed_bool(a, b) and a == b
+
+
 def _order(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     def compare(a: Any, b: Any) -> bool:
-        if a is None or b is None:
+        if a is None or b is None or _mixed_bool(a, b):
             return False
         try:
             return op(a, b)
@@ -149,32 +158,30 @@ rt_ge = _order(lambda a, b: a >= b)
 
 
 def rt_ne(a: Any, b: Any) -> bool:
-    return a is not None and b is not None and a != b
+    return a is not None and b is not None and (_mixed_bool(a, b) or a != b)
+
+
+def _member(a: Any, collection: Any) -> bool:
+    return any(item is not None and not _mixed_bool(a, item) and item == a for item in collection)
 
 
 def rt_in(a: Any, collection: Any) -> bool:
     if a is None or collection.__class__ not in (list, tuple, frozenset, set):
         return False
-    try:
-        return a in collection
-    except TypeError:
-        return False
+    return _member(a, collection)
 
 
 def rt_not_in(a: Any, collection: Any) -> bool:
     if a is None or collection.__class__ not in (list, tuple, frozenset, set):
         return False
-    try:
-        return a not in collection
-    except TypeError:
-        return False
+    return not _member(a, collection)
 
 
 def rt_contains(a: Any, b: Any) -> bool:
     if a.__class__ is str:
         return b.__class__ is str and b in a
     if a.__class__ is list:
-        return b is not None and b in a
+        return b is not None and _member(b, a)
     return False
 
 
@@ -210,7 +217,7 @@ def _num(value: Any) -> Any:
 
 def _arith(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     def apply(a: Any, b: Any) -> Any:
-        if a is None or b is None:
+        if a is None or b is None or a.__class__ is bool or b.__class__ is bool:
             return None
         try:
             return op(_num(a), _num(b))
@@ -241,7 +248,7 @@ rt_mod = _arith(lambda a, b: a % b)
 
 def rt_neg(a: Any) -> Any:
     try:
-        return -a if a is not None and a.__class__ is not str else None
+        return -a if a is not None and a.__class__ not in (str, bool) else None
     except TypeError:
         return None
 

@@ -31,10 +31,22 @@ def _finalize(value: Any) -> Any:
     return value
 
 
+class UserTemplate:
+    """A rule author's template, compiled in the sandbox, with the text it was written as."""
+
+    __slots__ = ("source", "template")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.template: Template = template_environment().from_string(source)
+
+    def render(self, context: dict[str, Any]) -> str:
+        return self.template.render(context)
+
+    def __repr__(self) -> str:
+        return f"UserTemplate({self.source!r})"
+
+
 @functools.lru_cache(maxsize=4096)
-def compile_template(text: str) -> Template:
-    return template_environment().from_string(text)
-
-
-def render(template: Template, context: dict[str, Any]) -> str:
-    return template.render(context)
+def compile_template(text: str) -> UserTemplate:
+    return UserTemplate(text)
