@@ -1,15 +1,17 @@
-"""The ruledesk command line: thin commands (check, fmt, run, events, actions, version) over the library.
+"""The ruledesk command line: thin commands (check, fmt, run, test, explain, events, actions, version) over the library.
 
 Exit codes are a contract (README, "Exit codes"): 0 success; 1 the rules have errors (or, with
-``--strict``, warnings), ``fmt`` found files to reformat or could not parse one; 2 a usage error
-(a bad option, an input file that cannot be read); 3 ``run`` processed the input but rejected
-some lines.
+``--strict``, warnings), ``fmt`` found files to reformat or could not parse one, ``test`` had a
+failing or erroneous case or missed ``--fail-under``; 2 a usage error (a bad option, an input
+file that cannot be read); 3 ``run`` processed the input but rejected some lines.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import difflib
 import json
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -29,8 +31,10 @@ from rich.table import Table
 from . import ast
 from .diagnostics import Diagnostics
 from .engine import Decision, Engine, default_actions, default_events
+from .explain import DECIDING, FULL
 from .models import dump_value, to_json
 from .ruleset import RulesetError, build_ruleset, check_sources, find_rule_files, format_diagnostics, read_sources
+from .testing import parse_now
 
 EXIT_OK = 0
 EXIT_ERRORS = 1
@@ -38,6 +42,7 @@ EXIT_USAGE = 2
 EXIT_REJECTED = 3
 
 DEFAULT_RULES = "rules.d"
+DEFAULT_EVENT = "Order is Imported"
 STDIN = "-"
 PROGRESS_MIN_LINES = 1000  # below this, a run is over before a progress bar would help
 
@@ -60,8 +65,33 @@ class RunFormat(str, Enum):
     table = "table"
 
 
+class TestFormat(str, Enum):
+    __test__ = False  # not a pytest class
+
+    text = "text"
+    json = "json"
+    junit = "junit"
+
+
 PathsArg = Annotated[list[str] | None, typer.Argument(help=f"Rule files or directories (default: {DEFAULT_RULES}).",
                                                       show_default=False)]
+RulesOption = Annotated[list[str] | None, typer.Option("--rules", help=f"Rule file or directory, repeatable "
+                                                                      f"(default: {DEFAULT_RULES}).",
+                                                        show_default=False)]
+
+
+def _parse_now_option(value: str | None) -> _dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_now(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+NowOption = Annotated[str | None, typer.Option(
+    "--now", metavar='"YYYY-MM-DD HH:MM:SS"', callback=_parse_now_option,
+    help="Fix the clock (UTC) that now() and timestamps read, for reproducible output.", show_default=False)]
 
 
 # ---- check -------------------------------------------------------------------------------------
@@ -182,24 +212,16 @@ def run(
     max_depth: Annotated[int, typer.Option("--max-depth", min=0, help="Longest cascade of emitted events.")] = 10,
     max_firings: Annotated[int, typer.Option("--max-firings", min=1,
                                              help="Most rule firings for one incoming line.")] = 100,
+    explain: Annotated[bool, typer.Option("--explain", help="Say why each rule did or did not fire: json adds "
+                                                           "an \"explain\" list, table prints the lines.")] = False,
+    now: NowOption = None,
 ) -> None:
     """Run the rules over ORDERS: one decision per processed event, emitted events included."""
     err = _stderr()
-    sources, diagnostics = _read_rule_files(rules)
     events, catalogue = default_events(), default_actions()
-    try:
-        if diagnostics:
-            raise RulesetError(diagnostics.sorted(), sources)
-        ruleset = build_ruleset(sources, events, catalogue)
-    except RulesetError as exc:
-        err.print(format_diagnostics(exc.diagnostics, exc.sources))
-        errors = sum(d.is_error for d in exc.diagnostics)
-        err.print(f"the rules have {_count(errors, 'error')}; nothing was run")
-        raise typer.Exit(EXIT_ERRORS) from None
-    if ruleset.diagnostics:
-        err.print(format_diagnostics(ruleset.diagnostics, sources))
+    ruleset = _build_or_exit(rules, events, catalogue, err, trace=False)
     engine = Engine(ruleset, events=events, actions=catalogue, dry_run=dry_run, max_depth=max_depth,
-                    max_firings=max_firings)
+                    max_firings=max_firings, clock=_fixed_clock(now), explain=DECIDING)
 
     if output_format is None:
         output_format = RunFormat.table if sys.stdout.isatty() else RunFormat.json
@@ -225,12 +247,49 @@ def run(
             processed += len(decisions)
             emitted += sum(1 for d in decisions if d.depth > 0)
             if output_format is RunFormat.json:
-                sys.stdout.write("".join(to_json(d.to_json(), dumped=True) + "\n" for d in decisions))
+                sys.stdout.write("".join(to_json(d.to_json(explain=explain), dumped=True) + "\n" for d in decisions))
             else:
                 out.print(_decision_table(number, decisions))
+                if explain:
+                    out.print(escape("\n".join(_explanation(decisions, full=False))), soft_wrap=True)
     err.print(f"{_count(processed, 'event')} processed ({emitted} emitted), {_count(rejected, 'line')} rejected")
     if rejected:
         raise typer.Exit(EXIT_REJECTED)
+
+
+def _build_or_exit(rules: list[str] | None, events, catalogue, err: Console, *, trace: bool):
+    """The checked ruleset, or the diagnostics on stderr and exit 1 (nothing runs on rules with errors)."""
+    sources, diagnostics = _read_rule_files(rules)
+    try:
+        if diagnostics:
+            raise RulesetError(diagnostics.sorted(), sources)
+        ruleset = build_ruleset(sources, events, catalogue, trace=trace)
+    except RulesetError as exc:
+        err.print(format_diagnostics(exc.diagnostics, exc.sources))
+        errors = sum(d.is_error for d in exc.diagnostics)
+        err.print(f"the rules have {_count(errors, 'error')}; nothing was run")
+        raise typer.Exit(EXIT_ERRORS) from None
+    if ruleset.diagnostics:
+        err.print(format_diagnostics(ruleset.diagnostics, sources))
+    return ruleset
+
+
+def _fixed_clock(now: _dt.datetime | None):
+    return (lambda: now) if now is not None else None
+
+
+def _explanation(decisions: list[Decision], full: bool) -> list[str]:
+    """Each decision headed by its event, then why every rule of the event did or did not fire."""
+    lines: list[str] = []
+    for decision in decisions:
+        about = [f"order {decision.order_id}"] if decision.order_id is not None else []
+        if decision.cause is not None:
+            about.append(f"emitted by {json.dumps(decision.cause, ensure_ascii=False)}")
+        lines.append(f"{decision.event} ({', '.join(about)})" if about else decision.event)
+        lines.extend(decision.explain(full=full) or ["  (no rule is triggered by this event)"])
+        if decision.stopped:
+            lines.append(f"  stopped: {decision.stopped.get('reason')}")
+    return lines
 
 
 class _Rejected(Exception):
@@ -319,6 +378,169 @@ def _decision_table(number: int, decisions: list[Decision]) -> Table:
         if decision.stopped:
             table.add_row("", escape(f"stopped: {decision.stopped.get('reason')}"), "")
     return table
+
+
+# ---- test --------------------------------------------------------------------------------------
+
+
+@app.command("test")
+def test_command(
+    tests: Annotated[list[str] | None, typer.Argument(
+        metavar="TESTS", help="Test files, or directories searched for *_test.yaml (default: the "
+                                   "*_test.yaml files next to the rules).", show_default=False)] = None,
+    rules: RulesOption = None,
+    pattern: Annotated[str | None, typer.Option("-k", metavar="PATTERN", help="Run only the cases whose "
+                                                "FILE::NAME contains PATTERN (any case).")] = None,
+    output_format: Annotated[TestFormat, typer.Option("--format", help="text, json, or junit (XML for CI).")]
+    = TestFormat.text,
+    coverage: Annotated[bool, typer.Option("--coverage", help="Report the rules no case fired and the clauses "
+                                                              "never seen true or false.")] = False,
+    coverage_format: Annotated[TextOrJson, typer.Option("--coverage-format", help="Coverage as a table or JSON.")]
+    = TextOrJson.text,
+    fail_under: Annotated[float | None, typer.Option("--fail-under", metavar="PCT", min=0, max=100,
+                                                     help="Exit 1 when the total coverage is under PCT "
+                                                          "(implies --coverage).", show_default=False)] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Run again on every change of the rules, tests or "
+                                                        "fixtures (Ctrl-C stops).")] = False,
+    now: NowOption = None,
+) -> None:
+    """Run rule test cases (*_test.yaml) through the engine in dry-run; exit 1 on any failure or error."""
+    from .testing import watch as watch_paths
+
+    rule_paths = rules or [DEFAULT_RULES]
+    options = _TestOptions(rule_paths, tests or [], pattern, output_format, coverage or fail_under is not None,
+                           coverage_format, fail_under, now)
+    if not watch:
+        raise typer.Exit(_run_test_suite(options))
+    console = Console(highlight=False)
+    outcome = [EXIT_OK]
+
+    def rerun() -> None:
+        console.clear()
+        outcome[0] = _run_test_suite(options)
+        typer.echo(f"watching {', '.join(rule_paths + (tests or []))} for changes (Ctrl-C stops)", err=True)
+
+    try:
+        watch_paths(rule_paths + (tests or []), rerun)
+    except KeyboardInterrupt:
+        pass
+    raise typer.Exit(outcome[0])
+
+
+class _TestOptions:
+    def __init__(self, rule_paths: list[str], tests: list[str], pattern: str | None, output_format: TestFormat,
+                 coverage: bool, coverage_format: TextOrJson, fail_under: float | None,
+                 now: _dt.datetime | None) -> None:
+        self.rule_paths, self.tests, self.pattern = rule_paths, tests, pattern
+        self.output_format, self.coverage, self.coverage_format = output_format, coverage, coverage_format
+        self.fail_under, self.now = fail_under, now
+
+
+def _run_test_suite(options: _TestOptions) -> int:
+    """One run of ``ruledesk test``: print the results in the chosen format; the exit code."""
+    from .coverage import measure
+    from .testing import ERROR, FAILED, PASSED, RULES_CASE, run_tests
+
+    events, catalogue = default_events(), default_actions()
+    run = run_tests(options.rule_paths, options.tests, pattern=options.pattern, now=options.now, events=events,
+                    actions=catalogue)
+    report = None
+    if options.coverage and run.ruleset is not None:
+        report = measure(run.ruleset, run.decisions(), events=events, actions=catalogue)
+    under = options.fail_under is not None and (report is None or not report.meets(options.fail_under))
+    under_text = ""
+    if under:
+        shown = f"{report.total_percent:.1f}%" if report is not None else "not measured"
+        under_text = f"coverage {shown} is under --fail-under {options.fail_under:g}%"
+    nothing = "" if run.results else (
+        f"no test case matches -k {options.pattern!r}" if options.pattern and run.test_files
+        else "no test cases found in " + ", ".join(options.tests or options.rule_paths)
+        + " (test files are named *_test.yaml)")
+
+    if options.output_format is TestFormat.json:
+        data = run.to_json()
+        if report is not None:
+            data["coverage"] = report.to_json()
+        if options.fail_under is not None:
+            data["fail_under"] = {"percent": options.fail_under, "met": not under}
+        if nothing:
+            data["error"] = nothing
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    elif options.output_format is TestFormat.junit:
+        sys.stdout.write(run.to_junit())
+        for line in filter(None, [_coverage_text(report, options), under_text, nothing, run.summary()]):
+            typer.echo(line, err=True)
+    else:
+        labels = {PASSED: "PASS", FAILED: "FAIL", ERROR: "ERROR"}
+        for result in run.results:
+            label = labels[result.status]
+            shown = result.id if result.status == PASSED or result.name == RULES_CASE else result.located_id
+            typer.echo(f"{label} {shown}")
+            for message in result.messages:
+                typer.echo("\n".join("    " + line for line in message.split("\n")))
+        for line in filter(None, [_coverage_text(report, options), under_text, nothing, run.summary()]):
+            typer.echo(line)
+    return EXIT_OK if run.ok and not under else EXIT_ERRORS
+
+
+def _coverage_text(report, options: _TestOptions) -> str:
+    if report is None:
+        return ""
+    if options.coverage_format is TextOrJson.json:
+        return json.dumps(report.to_json(), indent=2, ensure_ascii=False)
+    return report.format()
+
+
+# ---- explain -----------------------------------------------------------------------------------
+
+
+@app.command()
+def explain(
+    order_file: Annotated[str, typer.Argument(metavar="ORDER.json|-", help='An Order Desk order (or an event '
+                                              'object, as run reads); "-" reads stdin.')],
+    rules: RulesOption = None,
+    event: Annotated[str | None, typer.Option("--event", metavar="NAME", help='The event to process (default: '
+                                              'the file\'s "event", else "Order is Imported").',
+                                              show_default=False)] = None,
+    payload: Annotated[str | None, typer.Option("--payload", metavar="JSON", help="The event's payload, a JSON "
+                                                "object.", show_default=False)] = None,
+    full: Annotated[bool, typer.Option("--full", help="Every value every condition computed, not only the "
+                                                      "deciding clause.")] = False,
+    now: NowOption = None,
+) -> None:
+    """Why each rule did or did not fire for one order, on the event and every event it emits (dry-run)."""
+    err = _stderr()
+    events, catalogue = default_events(), default_actions()
+    ruleset = _build_or_exit(rules, events, catalogue, err, trace=full)
+    name = "<stdin>" if order_file == STDIN else order_file
+    try:
+        text = sys.stdin.read() if order_file == STDIN else Path(order_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"error: cannot read {name}: {getattr(exc, 'strerror', None) or exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    try:
+        data = json.loads(text, parse_float=Decimal)
+        extra = json.loads(payload, parse_float=Decimal) if payload is not None else None
+    except json.JSONDecodeError as exc:
+        err.print(f"error: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        raise typer.Exit(EXIT_USAGE) from None
+    if not isinstance(data, dict) or (extra is not None and not isinstance(extra, dict)):
+        err.print("error: the order and --payload must be JSON objects")
+        raise typer.Exit(EXIT_USAGE)
+    if "event" not in data:
+        data = {"event": DEFAULT_EVENT, "order": data}
+    if event is not None:
+        data["event"] = event
+    if extra is not None:
+        data["payload"] = extra
+    engine = Engine(ruleset, events=events, actions=catalogue, clock=_fixed_clock(now),
+                    explain=FULL if full else DECIDING)
+    try:
+        decisions = engine.process(data, dry_run=True)
+    except ValueError as exc:
+        err.print(f"error: {name}: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    typer.echo("\n".join(_explanation(decisions, full=full)))
 
 
 # ---- catalogues --------------------------------------------------------------------------------
@@ -413,6 +635,10 @@ def _count(n: int, noun: str) -> str:
 
 def main() -> None:
     """Entry point of the ``ruledesk`` console script."""
+    if hasattr(signal, "SIGPIPE"):
+        # `ruledesk run ... | head`: end quietly when the reader goes away, like any Unix filter,
+        # instead of exiting 1 (which means "the rules have errors").
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     app(prog_name="ruledesk")
 
 

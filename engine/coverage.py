@@ -2,10 +2,10 @@
 
 Definitions (docs/testing.md, "Coverage"):
 
-- A *counted rule* is an enabled rule triggered by events (`when "Event"`).  Disabled rules,
-  schedules (`when every ...`) and buttons (`when button ...`) cannot be fired by an event, so
-  they are listed as excluded and left out of every number.  A counted rule is *covered* when
-  some case fired it (on any event of the case's cascade).
+- A *counted rule* is an enabled rule: triggered by events, by a button (a case with
+  `button:`) or by a schedule (a case with `schedule:`).  Disabled rules never run, so they are
+  listed as excluded and left out of every number.  A counted rule is *covered* when some case
+  fired it (on any event of the case's cascade).
 - A *clause* is an atomic boolean test written in the condition of a counted rule: a comparison
   (`== != < <= > >= in not in contains starts with ends with matches`), a test (`is set`,
   `is empty`, ...), a quantifier (`any`/`all`), a call of a boolean `let` predicate, or a boolean
@@ -82,7 +82,7 @@ class LetCoverage:
 class Excluded:
     name: str
     loc: ast.Loc
-    reason: str  # "disabled", "schedule", "button"
+    reason: str  # "disabled"
 
 
 @dataclass
@@ -193,8 +193,8 @@ class Coverage:
             out.append("clauses not covered:")
             out += [f"  {c.loc}  {c.text}  {c.missing}  ({c.owner})" for c in self.uncovered()]
         if self.excluded:
-            out.append("not counted (not triggered by events): "
-                       + ", ".join(f"{_quote(e.name)} ({e.reason})" for e in self.excluded))
+            out.append("not counted (disabled): "
+                       + ", ".join(_quote(e.name) for e in self.excluded))
         return "\n".join(out)
 
 
@@ -250,13 +250,7 @@ def measure(ruleset: Ruleset, decisions: Iterable[Decision], *, events: Catalogu
 
 
 def _exclusion(rule: CompiledRule) -> str:
-    if rule.disabled:
-        return "disabled"
-    if isinstance(rule.trigger, ast.EveryTrigger):
-        return "schedule"
-    if isinstance(rule.trigger, ast.ButtonTrigger):
-        return "button"
-    return ""
+    return "disabled" if rule.disabled else ""
 
 
 def clause_nodes(expr: ast.Expr | None, lets: dict[str, ast.Let]) -> list[ast.Expr]:

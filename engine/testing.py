@@ -31,7 +31,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
@@ -132,7 +132,9 @@ class CaseSpec(_Strict):
     """A case as written, after ``params`` were merged in (one CaseSpec per generated case)."""
 
     name: str
-    event: str = DEFAULT_EVENT
+    event: str | None = None  # default "Order is Imported" unless button or schedule is given
+    button: str | None = None
+    schedule: str | None = None
     payload: dict[str, Any] = {}
     order: Order | None = None
     orders: list[Order] | None = None
@@ -142,6 +144,15 @@ class CaseSpec(_Strict):
     rules: str | None = None
     params: list[dict[str, Any]] | None = None
     expect: Expectations | None = None
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> "CaseSpec":
+        given = [key for key in ("event", "button", "schedule") if getattr(self, key) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of event, button or schedule, not {' and '.join(given)}")
+        if given and given[0] != "event" and self.payload:
+            raise ValueError(f"a {given[0]} has no payload")
+        return self
 
     @field_validator("now")
     @classmethod
@@ -495,7 +506,8 @@ def _validation_line(exc: ValidationError, where: _Where, label: str) -> str:
         key = str(loc[-1])
         message = _unknown_key(key, tuple(parent.model_fields) if parent else (), "case")
     else:
-        message = f"{'.'.join(str(p) for p in loc)}: {error.get('msg')}" if loc else str(error.get("msg"))
+        text = str(error.get("msg")).removeprefix("Value error, ")
+        message = f"{'.'.join(str(p) for p in loc)}: {text}" if loc else text
     more = len(exc.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{where.at(*loc)}: case {_q(label)}: {message}{suffix}"
@@ -672,12 +684,21 @@ def _run_case(case: Case, engine: Engine | None, rules_error: RulesetError | Non
         return result
 
     clock.moment = case.now
-    data = {"event": case.spec.event, "order": case.order, "payload": case.spec.payload, "store": case.store}
+    spec = case.spec
     try:
-        decisions = engine.process(data, dry_run=True, explain=FULL)
-    except ValueError as exc:  # EventError: unknown event, an order or payload that does not validate
+        if spec.button is not None:
+            decisions = engine.press(spec.button, case.order, store=case.store, dry_run=True, explain=FULL)
+        elif spec.schedule is not None:
+            decisions = engine.run_schedule(spec.schedule, case.order, store=case.store, dry_run=True, explain=FULL)
+        else:
+            data = {"event": spec.event or DEFAULT_EVENT, "order": case.order, "payload": spec.payload,
+                    "store": case.store}
+            decisions = engine.process(data, dry_run=True, explain=FULL)
+    except ValueError as exc:  # EventError: unknown event or button, an order or payload that does not validate
         result.status = ERROR
-        result.messages = [f"{case.where.at('event' if 'unknown event' in str(exc) else 'order')}: {exc}"]
+        key = next((k for k in ("button", "schedule", "event") if getattr(spec, k) is not None
+                    and str(getattr(spec, k)) in str(exc)), "order")
+        result.messages = [f"{case.where.at(key)}: {exc}"]
         return result
     except Exception as exc:  # an engine bug must not stop the other cases
         result.status = ERROR
@@ -791,9 +812,10 @@ def _why_not_fired(name: str, decisions: list[Decision], ruleset: Ruleset) -> li
     trigger = rule.trigger
     seen = ", ".join(_q(e) for e in dict.fromkeys(d.event for d in decisions))
     if isinstance(trigger, ast.EveryTrigger):
-        runs = f'it runs every {trigger.every.raw or trigger.every.seconds} in folder {_q(trigger.folder)}'
+        runs = (f"it runs every {trigger.every.raw or trigger.every.seconds} in folder {_q(trigger.folder)} "
+                f"(a case runs it with `schedule: {_q(name)}`)")
     elif isinstance(trigger, ast.ButtonTrigger):
-        runs = f"it runs from the button {_q(trigger.label)}"
+        runs = f"it runs from the button {_q(trigger.label)} (a case presses it with `button: {_q(trigger.label)}`)"
     else:
         runs = "it runs on " + ", ".join(_q(e) for e in rule.events)
     return [f"  {_q(name)} was not evaluated: no event of this case triggers it (events: {seen}); {runs}"]
