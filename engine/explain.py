@@ -120,7 +120,7 @@ def _render(value: Any) -> str:
     if isinstance(value, _dt.timedelta):
         return _duration(value)
     if isinstance(value, re.Pattern):
-        return json.dumps(value.pattern)
+        return f'"{value.pattern}"'  # as written in the rule: backslashes are not escapes there
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_render(v) for v in value) + "]"
     if isinstance(value, (set, frozenset)):
@@ -239,6 +239,8 @@ def _element_label(element: Any) -> str:
 
 def _decided_by(node: ast.Expr, item: _TraceItem) -> str:
     elements = [c for c in item.children if c.entry.is_element]
+    if isinstance(node, ast.Count) and node.cond is None:
+        return ""
     if isinstance(node, ast.Count):
         return f"  ({sum(1 for c in elements if c.entry.value)} of {len(elements)} elements matched)"
     if node.kind == "any":

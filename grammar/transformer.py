@@ -271,11 +271,13 @@ class ASTBuilder(Transformer):
         return ast.ListLit(tuple(c for c in items if c is not None), self._span(open_, close))
 
     def group(self, children):
-        inner = children[0]
+        open_, inner, close = children
+        # The node spans its parentheses, so explanations quote `(a or b)` as written.
+        changes: dict = {"loc": self._span(open_, close)}
         if isinstance(inner, ast.BoolOp):
             # Keep `a and (b and c)` as written: a grouped operand is not flattened into its parent.
-            return dataclasses.replace(inner, grouped=True)
-        return inner
+            changes["grouped"] = True
+        return dataclasses.replace(inner, **changes)
 
     def count(self, children):
         keyword, body, cond, close = children
