@@ -310,16 +310,28 @@ class Module:
     source: str = field(default="", compare=False, repr=False)
 
 
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _child_fields(cls: type) -> tuple[str, ...]:
+    fields = _CHILD_FIELDS.get(cls)
+    if fields is None:
+        fields = _CHILD_FIELDS[cls] = tuple(f for f in cls.__dataclass_fields__
+                                            if not f.endswith("loc") and f not in ("raw", "comments", "source"))
+    return fields
+
+
 def walk(node: object):
     """Every node below ``node`` (itself included), depth-first, in source order."""
     stack = [node]
+    pop, extend = stack.pop, stack.extend
     while stack:
-        current = stack.pop()
-        if isinstance(current, (tuple, list)):
-            stack.extend(reversed(current))
+        current = pop()
+        if current.__class__ is tuple or current.__class__ is list:
+            extend(reversed(current))
             continue
         if not isinstance(current, (Node, Module)):
             continue
         yield current
-        children = [getattr(current, f) for f in current.__dataclass_fields__ if not f.endswith("loc")]
-        stack.extend(reversed([c for c in children if isinstance(c, (Node, tuple, list))]))
+        children = [getattr(current, f) for f in _child_fields(current.__class__)]
+        extend(reversed([c for c in children if isinstance(c, (Node, tuple, list))]))

@@ -2,8 +2,8 @@
 
 Every event gets one generated ``match`` function that reads each order field its rules use
 once (into locals) and tests every rule's condition inline, in evaluation order; every rule
-also gets its own ``cond`` function (used after an action changed the order) and an
-``act`` function that runs its actions.  ``lets`` are expanded in place.  The generated code
+also gets its own ``why`` function (used after an action changed the order: None when the
+condition holds, else its deciding clause) and an ``act`` function that runs its actions.  ``lets`` are expanded in place.  The generated code
 runs with ``runtime.RUNTIME_NAMESPACE`` as its only globals, and a line map leads every
 generated line back to the rule file it came from.
 """
@@ -72,11 +72,6 @@ class CompiledRule:
         return fn
 
     @property
-    def condition(self) -> Callable[..., Any]:
-        """``(order, event, store, now) -> bool``"""
-        return self._function("cond")
-
-    @property
     def why(self) -> Callable[..., Any]:
         """``(order, event, store, now) -> None`` when the condition holds, else its deciding clause
         as ``(clause index, *values compared)``."""
@@ -110,6 +105,7 @@ class EventPlan:
     why_source: str = ""
     namespace: dict[str, Any] = field(default_factory=dict, repr=False)
     uses_now: bool = True  # some rule of the event calls now(): the engine reads its clock only then
+    names: tuple[str, ...] = ()  # the rules' names, by position
     reads: frozenset[str] | None = None  # the order's top-level fields the conditions read (None: any)
     _match_why: Callable[..., Any] | None = field(default=None, repr=False)
 
@@ -145,6 +141,7 @@ class _Function:
         self.read_lines: list[str] = []
         self.temps = 0
         self.shared: dict[ast.Expr, str] = {}  # aggregate -> the local caching its result
+        self.helpers: list[str] = []  # module-level functions this function calls (loops over lists)
 
     def temp(self) -> str:
         self.temps += 1
@@ -161,6 +158,8 @@ class Compiler:
         self.lines: list[str] = []
         self.line_map: dict[int, ast.Loc] = {}
         self._sink = Diagnostics()
+        self._helper_count = 0
+        self._let_fact_cache: dict[str, tuple[bool, frozenset[str] | None]] = {}
 
     # ---- constants --------------------------------------------------------------------
     def const(self, value: Any) -> str:
@@ -185,7 +184,6 @@ class Compiler:
             cr = CompiledRule(rule.name, rule.priority, rule.disabled, rule.loc, checked.events, rule.trigger, rule,
                               (-rule.priority, checked.file_index, checked.position))
             compiled.append(cr)
-            cr._sources["cond"] = self._capture(lambda: self._emit_condition(checked))
             cr._sources["why"] = self._capture(lambda: self._emit_why(checked))
             if self.trace:
                 cr.trace_nodes = TraceNodes()
@@ -210,45 +208,74 @@ class Compiler:
             why_source = self._capture(lambda: self._emit_match_why(rules))
             plans[event] = EventPlan(event, tuple(compiled[i] for i in indexes), namespace.pop("match"),
                                      source, self.line_map, why_source, namespace,
-                                     any(self._uses_now(r.rule) for r in rules), self._order_reads(rules))
+                                     uses_now=any(self._uses_now(r.rule) for r in rules),
+                                     reads=self._order_reads(rules), names=tuple(r.rule.name for r in rules))
         namespace.update(self.consts)  # the constants the match functions added
         for cr in compiled:
             cr._namespace = namespace
         return CompiledCode(compiled, plans)
 
-    def _uses_now(self, node: ast.Node, seen: frozenset[str] = frozenset()) -> bool:
+    def _facts(self, node: ast.Node) -> tuple[bool, frozenset[str] | None, frozenset[str]]:
+        """One walk over a tree: (calls now() itself, the order fields it reads or None when the whole
+        order is passed along, the lets it uses)."""
+        uses_now, fields, lets = False, set(), set()
+        objects = set()
+        nodes = list(ast.walk(node))
+        for sub in nodes:
+            if isinstance(sub, (ast.Attr, ast.Index)) and isinstance(sub.obj, ast.Name):
+                objects.add(id(sub.obj))
+        whole = False
+        for sub in nodes:
+            if isinstance(sub, ast.Call):
+                uses_now = uses_now or sub.func == "now"
+                if sub.func in self.checked.lets:
+                    lets.add(sub.func)
+            elif isinstance(sub, ast.Name):
+                if sub.id in self.checked.lets:
+                    lets.add(sub.id)
+                elif sub.id == "order" and id(sub) not in objects:
+                    whole = True
+            elif isinstance(sub, (ast.Attr, ast.Index)) and isinstance(sub.obj, ast.Name) and sub.obj.id == "order":
+                key = sub.name if isinstance(sub, ast.Attr) else getattr(sub.key, "value", None)
+                if isinstance(key, str):
+                    fields.add(key)
+                else:
+                    whole = True
+        return uses_now, None if whole else frozenset(fields), frozenset(lets)
+
+    def _let_facts(self, name: str) -> tuple[bool, frozenset[str] | None]:
+        """Whether a let (through the lets it uses) calls now(), and the order fields it reads."""
+        cached = self._let_fact_cache.get(name)
+        if cached is not None:
+            return cached
+        self._let_fact_cache[name] = (False, frozenset())  # a cycle (a check error) ends here
+        uses_now, fields, lets = self._facts(self.checked.lets[name].body)
+        for other in lets:
+            other_now, other_fields = self._let_facts(other)
+            uses_now = uses_now or other_now
+            fields = None if fields is None or other_fields is None else fields | other_fields
+        self._let_fact_cache[name] = (uses_now, fields)
+        return uses_now, fields
+
+    def _uses_now(self, rule: ast.Rule) -> bool:
         """Whether a rule (its condition or its actions) calls now(), directly or through a let."""
-        for sub in ast.walk(node):
-            name = sub.func if isinstance(sub, ast.Call) else sub.id if isinstance(sub, ast.Name) else None
-            if name == "now" and isinstance(sub, ast.Call):
-                return True
-            let = self.checked.lets.get(name) if name is not None else None
-            if let is not None and name not in seen and self._uses_now(let.body, seen | {name}):
-                return True
-        return False
+        uses_now, _, lets = self._facts(rule)
+        return uses_now or any(self._let_facts(name)[0] for name in lets)
 
     def _order_reads(self, rules: list[CheckedRule]) -> frozenset[str] | None:
         """The order's top-level fields these rules' conditions can read; None when that can't be told
         (the whole order passed along).  An action that changes only other fields leaves the
         conditions' results valid, so the engine need not evaluate them again."""
         fields: set[str] = set()
-        pending: list[ast.Node] = [r.rule.condition for r in rules if r.rule.condition is not None]
-        seen: set[str] = set()
-        while pending:
-            node = pending.pop()
-            for sub in ast.walk(node):
-                if isinstance(sub, (ast.Attr, ast.Index)) and isinstance(sub.obj, ast.Name) and sub.obj.id == "order":
-                    key = sub.name if isinstance(sub, ast.Attr) else getattr(sub.key, "value", None)
-                    if not isinstance(key, str):
-                        return None
-                    fields.add(key)
-                elif isinstance(sub, ast.Name) and sub.id == "order" and not _is_path_root(node, sub):
-                    return None
-                name = sub.func if isinstance(sub, ast.Call) else sub.id if isinstance(sub, ast.Name) else None
-                let = self.checked.lets.get(name) if name is not None else None
-                if let is not None and name not in seen:
-                    seen.add(name)
-                    pending.append(let.body)
+        for checked in rules:
+            if checked.rule.condition is None:
+                continue
+            _, read, lets = self._facts(checked.rule.condition)
+            for name in lets:
+                read = None if read is None or self._let_facts(name)[1] is None else read | self._let_facts(name)[1]
+            if read is None:
+                return None
+            fields |= read
         return frozenset(fields)
 
     def _capture(self, emit: Callable[[], None]) -> str:
@@ -274,16 +301,20 @@ class Compiler:
     def _env(self, checked: CheckedRule) -> dict[str, str]:
         return {name: name for name in ROOTS}
 
-    # ---- conditions ---------------------------------------------------------------------
-    def _emit_condition(self, checked: CheckedRule) -> None:
-        fn = _Function(hoist=True)
-        cond = checked.rule.condition
-        expr = "True" if cond is None else self._condition_code(checked, fn)
-        self._line("def cond(order, event, store, now):", checked.rule.loc)
+    def helper_name(self) -> str:
+        self._helper_count += 1
+        return f"_loop{self._helper_count}"
+
+    def _head(self, fn: _Function, signature: str, loc: ast.Loc | None = None) -> None:
+        """A generated function's helpers, its ``def`` line and its hoisted reads."""
+        for helper in fn.helpers:
+            for line in helper.splitlines():
+                self._line(line)
+        self._line(f"def {signature}:", loc)
         for read in fn.read_lines:
             self._line("    " + read)
-        self._line(f"    return {expr}", cond.loc if cond is not None else checked.rule.loc)
 
+    # ---- conditions ---------------------------------------------------------------------
     def _condition_code(self, checked: CheckedRule, fn: _Function) -> str:
         """A rule's condition as one expression, its top-level clauses cheap first."""
         ec = ExprCompiler(self, self._typer(checked), fn)
@@ -312,9 +343,7 @@ class Compiler:
     def _emit_why(self, checked: CheckedRule) -> None:
         fn = _Function(hoist=True)
         clauses = self._clauses(checked, fn)
-        self._line("def why(order, event, store, now):", checked.rule.loc)
-        for read in fn.read_lines:
-            self._line("    " + read)
+        self._head(fn, "why(order, event, store, now)", checked.rule.loc)
         for index, setup, test, values, loc in clauses:
             for line in setup:
                 self._line("    " + line, loc)
@@ -334,9 +363,7 @@ class Compiler:
                 body.extend((f"        {line}", loc) for line in setup)
                 body.append((f"        if not {test}: missed[{position}] = ({index}, {values}); break", loc))
             body.append((f"        hit({position}); break", None))
-        self._line("def match_why(order, event, store, now):")
-        for read in fn.read_lines:
-            self._line("    " + read)
+        self._head(fn, "match_why(order, event, store, now)")
         self._line("    fired = []")
         self._line("    hit = fired.append")
         self._line("    missed = {}")
@@ -353,9 +380,7 @@ class Compiler:
                 body.append((f"    hit({position})", checked.rule.loc))
                 continue
             body.append((f"    if {self._condition_code(checked, fn)}: hit({position})", cond.loc))
-        self._line("def match(order, event, store, now):")
-        for read in fn.read_lines:
-            self._line("    " + read)
+        self._head(fn, "match(order, event, store, now)")
         self._line("    fired = []")
         self._line("    hit = fired.append")
         for text, loc in body:
@@ -776,7 +801,35 @@ class ExprCompiler:
     def c_Quantifier(self, e, scope, env):
         return self.shared(e, env, lambda: self._quantifier(e, scope, env))
 
+    def _loop_helper(self, e: ast.Expr, var: str, iterable_node: ast.Expr, cond_node: ast.Expr, scope: Scope,
+                     env: dict[str, str], on_hit: str, after: str, count: bool = False) -> str | None:
+        """A quantifier or count in a match function, as a call of a module-level function with a plain
+        ``for`` loop: about twice as fast as ``any(<generator>)``.  Only where it depends on no binder."""
+        if not self.fn.hoist or self.trace is not None or set(env) - set(ROOTS):
+            return None
+        iterable = self.iterable(iterable_node, scope, env)
+        elem = self.typer.element_type(iterable_node, scope)
+        inner_scope = scope.bind(var, Binding("binder", elem))
+        name = f"_v_{var}"
+        inner = ExprCompiler(self.c, self.typer, _Function(hoist=False))
+        cond = inner.bool(cond_node, inner_scope, {**{r: r for r in ROOTS}, var: name})
+        helper = self.c.helper_name()
+        body = [f"def {helper}(items, order, event, store, now):"]
+        if count:
+            body += ["    found = 0", f"    for {name} in items:", f"        if {cond}: found += 1", "    return found"]
+        else:
+            body += [f"    for {name} in items:", f"        if {on_hit.format(cond=cond)}", f"    return {after}"]
+        self.fn.helpers.append("\n".join(body))
+        return f"{helper}({iterable}, order, event, store, now)"
+
     def _quantifier(self, e, scope, env):
+        if e.kind == "any":
+            looped = self._loop_helper(e, e.var, e.iterable, e.cond, scope, env, "{cond}: return True", "False")
+        else:
+            looped = self._loop_helper(e, e.var, e.iterable, e.cond, scope, env, "not ({cond}): return False",
+                                       "True")
+        if looped is not None:
+            return looped
         name, iterable, inner_scope, inner_env = self._binder(e.var, e.iterable, scope, env)
         cond = self._element_cond(e, e.cond, name, inner_scope, inner_env)
         if e.kind == "any":
@@ -789,6 +842,9 @@ class ExprCompiler:
     def _count(self, e, scope, env):
         if e.var is None or e.cond is None:
             return f"rt_count({self.expr(e.iterable, scope, env)})"
+        looped = self._loop_helper(e, e.var, e.iterable, e.cond, scope, env, "", "", count=True)
+        if looped is not None:
+            return looped
         name, iterable, inner_scope, inner_env = self._binder(e.var, e.iterable, scope, env)
         return f"sum(1 for {name} in {iterable} if {self._element_cond(e, e.cond, name, inner_scope, inner_env)})"
 
@@ -820,11 +876,6 @@ def trigger_keys(rule: CompiledRule) -> tuple[str, ...]:
     if isinstance(rule.trigger, ast.EveryTrigger):
         return (schedule_key(rule.name),)
     return ()
-
-
-def _is_path_root(tree: ast.Node, name: ast.Name) -> bool:
-    """Whether this ``order`` name is the object of a field read (``order.x``, ``order["x"]``)."""
-    return any(isinstance(sub, (ast.Attr, ast.Index)) and sub.obj is name for sub in ast.walk(tree))
 
 
 def cost(e: ast.Expr | None) -> int:

@@ -257,12 +257,12 @@ class Engine:
     def match(self, data: Event | dict[str, Any], *, validated: bool = False) -> list[str]:
         """Names of the rules whose conditions hold for this event and order, without running anything."""
         event = data if validated and isinstance(data, Event) else self.event(data)
-        plan = self.ruleset.plan(event.name)
+        plan = self.ruleset.plans.get(event.name)
         if plan is None:
             return []
-        event_ns = {"name": event.name, **event.payload}
-        now = self.clock() if plan.uses_now else None
-        return [plan.rules[i].name for i in plan.match(event.order, event_ns, event.store, now)]
+        names = plan.names
+        hits = plan.match(event.order, event.namespace, event.store, self.clock() if plan.uses_now else None)
+        return [names[i] for i in hits]
 
     def process(self, data: Event | dict[str, Any], *, dry_run: bool | None = None,
                 explain: str | None = None) -> list[Decision]:
@@ -396,7 +396,7 @@ class Engine:
                         log.append((_ONE, rule, False, why, None))
                         index += 1
                         continue
-                elif not rule.condition(order, event_ns, store, now):
+                elif rule.why(order, event_ns, store, now) is not None:
                     index += 1
                     continue
             rule = rules[index]

@@ -26,6 +26,11 @@ class Event:
     store: dict[str, Any] = field(default_factory=dict)
     id: str | None = None
 
+    @property
+    def namespace(self) -> dict[str, Any]:
+        """What rules see as ``event``: the payload's fields and ``name``."""
+        return {"name": self.name, **self.payload}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Event":
         """An event from section 8's input shape; a bare order is "Order is Imported"."""
