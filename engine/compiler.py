@@ -742,10 +742,10 @@ class ExprCompiler:
         if isinstance(e, ast.Compare):
             left, right = self.compare_operands(e, scope, env)
             setup = []
-            if not _LITERAL.match(left) and left != "None":
+            if not _SIMPLE.match(left) and not _LITERAL.match(left):  # hoisted reads and literals are used as they are
                 setup.append(f"_a = {left}")
                 left = "_a"
-            if not _LITERAL.match(right) and right != "None":
+            if not _SIMPLE.match(right) and not _LITERAL.match(right):
                 setup.append(f"_b = {right}")
                 right = "_b"
             shown = right
@@ -753,7 +753,10 @@ class ExprCompiler:
                 shown = self.c.const(list(self.literal_value(e.right, scope)))  # as written, not as a set
             return setup, self.compare_code(e, left, right, scope), f"{left}, {shown}"
         if isinstance(e, ast.Test):
-            return [f"_a = {self.expr(e.operand, scope, env)}"], self.test_code(e, "_a"), "_a,"
+            value = self.expr(e.operand, scope, env)
+            if _SIMPLE.match(value):
+                return [], self.test_code(e, value), f"{value},"
+            return [f"_a = {value}"], self.test_code(e, "_a"), "_a,"
         return [], self.bool(e, scope, env), ""
 
     def c_Test(self, e, scope, env):
