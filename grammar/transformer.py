@@ -139,10 +139,8 @@ class ASTBuilder(Transformer):
 
     def action_call(self, children):
         name_tok, *args = children
-        end = args.pop() if args and isinstance(args[-1], Token) else None
-        args = tuple(a for a in args if a is not None)
-        loc = self._tok(name_tok)
-        return ast.ActionCall(unescape(name_tok), args, loc)
+        args = tuple(a for a in args if isinstance(a, ast.Arg))  # drops the `)` token and placeholders
+        return ast.ActionCall(unescape(name_tok), args, self._tok(name_tok))
 
     def arg(self, children):
         name, value = children
