@@ -12,9 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .catalogue import ACTIONS, EVENTS, ActionSpec, Catalogue, EventSpec
 from . import ast
-from .catalogue import closest
+from .catalogue import ACTIONS, EVENTS, ActionSpec, Catalogue, EventSpec, closest
 from .compiler import CompiledRule, button_key, schedule_key
 from .explain import DECIDING, FULL, LEVELS, OFF, Recorder, RuleOutcome, explain_lines
 from .models import OrderError, dump_order, dump_value, parse_order, parse_store
@@ -164,6 +163,10 @@ class _Runner:
             detail = spec.run(ctx, model)
         except ActionError as exc:
             record.status, record.error = "failed", str(exc)
+            return
+        except Exception as exc:  # a broken action fails itself, never the engine (or a daemon) with it
+            record.status, record.error = "failed", f"{spec.name} failed unexpectedly: {type(exc).__name__}: {exc}"
+            self.changed, self.touched = True, None  # it may have changed anything before it failed
             return
         record.detail = detail or None
         if ctx.changed or spec.mutates_order:

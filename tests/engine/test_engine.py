@@ -438,3 +438,19 @@ def test_every_registered_action_is_exercised_by_a_yaml_case() -> None:
     missing = sorted(set(catalogue.names()) - used)
     assert not missing, f"no YAML case runs {missing} successfully and checks it"
 
+
+def test_an_action_that_breaks_fails_itself_not_the_engine():
+    from ruledesk.engine import default_actions
+    from ruledesk.engine.catalogue import ActionSpec, NoParams
+
+    def broken(ctx, params):
+        raise KeyError("boom")
+
+    actions = default_actions()
+    actions.register(ActionSpec("Broken", NoParams, broken))
+    engine = Engine.from_source('rule "b" { when "Order is Imported" then "Broken" "Tag Order"(name: "after") }',
+                                "b.rules", actions=actions)
+    [decision] = engine.process({"id": 1})
+    assert [(a.action, a.status) for a in decision.actions] == [("Broken", "failed"), ("Tag Order", "done")]
+    assert decision.actions[0].error == "Broken failed unexpectedly: KeyError: 'boom'"
+    assert decision.order["tag_name"] == "after"

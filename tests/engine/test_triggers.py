@@ -81,3 +81,4 @@ def test_a_scheduled_rule_runs_on_an_order_of_its_folder(engine):
 def test_an_unknown_schedule_is_refused(engine):
     with pytest.raises(EventError, match="no enabled scheduled rule"):
         engine.run_schedule("Nope", {"id": 1})
+
