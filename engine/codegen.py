@@ -99,11 +99,15 @@ class ExprCompiler:
         return f"tr({node_id}, {code})"
 
     def _is_plain_name(self, e: ast.Expr, scope: Scope) -> bool:
-        """order/event/store and binders are not worth a trace line (quantifier elements have their own)."""
-        if not isinstance(e, ast.Name):
-            return False
-        binding = scope.get(e.id)
-        return binding is not None and binding.kind in ("root", "binder")
+        """Not worth a trace line: order/event/store and binders (quantifier elements have their own),
+        and a path to a record, map or list on its way to the value the rule compares."""
+        if isinstance(e, ast.Name):
+            binding = scope.get(e.id)
+            if binding is not None and binding.kind in ("root", "binder"):
+                return True
+        if isinstance(e, (ast.Name, ast.Attr, ast.Index)):
+            return isinstance(self.type(e, scope), (T.Record, T.MapOf, T.ListOf))
+        return False
 
     def simple(self, code: str) -> tuple[str, str]:
         """(first use, later uses) of a value: a walrus temp when the code is not a plain name."""
