@@ -34,7 +34,7 @@ from .engine import Decision, Engine, default_actions, default_events
 from .explain import DECIDING, FULL
 from .models import dump_value, to_json
 from .ruleset import RulesetError, build_ruleset, check_sources, find_rule_files, format_diagnostics, read_sources
-from .testing import parse_now
+from .testcases import parse_now
 
 EXIT_OK = 0
 EXIT_ERRORS = 1
@@ -439,7 +439,8 @@ class _TestOptions:
 def _run_test_suite(options: _TestOptions) -> int:
     """One run of ``ruledesk test``: print the results in the chosen format; the exit code."""
     from .coverage import measure
-    from .testing import ERROR, FAILED, PASSED, RULES_CASE, run_tests
+    from .testing import RULES_CASE, run_tests
+    from .testresults import ERROR, FAILED, PASSED
 
     events, catalogue = default_events(), default_actions()
     run = run_tests(options.rule_paths, options.tests, pattern=options.pattern, now=options.now, events=events,

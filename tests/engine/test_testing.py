@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ruledesk.engine.cli import app
-from ruledesk.engine.testing import Debouncer, deep_merge, load_cases, run_tests, watch
+from ruledesk.engine.testcases import deep_merge, load_cases
+from ruledesk.engine.testing import Debouncer, run_tests, watch
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_RULES = ROOT / "rules.d"
