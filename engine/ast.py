@@ -313,7 +313,8 @@ class Module:
 _CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
-def _child_fields(cls: type) -> tuple[str, ...]:
+def child_fields(cls: type) -> tuple[str, ...]:
+    """The fields of a node class that hold child nodes (not locations or raw text)."""
     fields = _CHILD_FIELDS.get(cls)
     if fields is None:
         fields = _CHILD_FIELDS[cls] = tuple(f for f in cls.__dataclass_fields__
@@ -333,5 +334,5 @@ def walk(node: object):
         if not isinstance(current, (Node, Module)):
             continue
         yield current
-        children = [getattr(current, f) for f in _child_fields(current.__class__)]
+        children = [getattr(current, f) for f in child_fields(current.__class__)]
         extend(reversed([c for c in children if isinstance(c, (Node, tuple, list))]))

@@ -24,6 +24,23 @@ BUILTINS: dict[str, tuple[int, int]] = {  # name -> (min args, max args)
     "lower": (1, 1), "upper": (1, 1), "len": (1, 1), "now": (0, 0), "date": (1, 1), "round": (1, 2),
 }
 ORDERED = (T.NUMBER, T.STRING, T.DATETIME, T.DURATION)
+MAX_NESTING = 64  # levels of expression nesting in one rule or let: far beyond what people write
+
+
+def nesting(tree: ast.Node) -> int:
+    """How deeply the nodes under ``tree`` nest (without recursion: the tree may be very deep)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (tuple, list)):
+            stack.extend((child, depth) for child in node)
+            continue
+        if not isinstance(node, ast.Node):
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((getattr(node, f), depth + 1) for f in ast.child_fields(type(node)))
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -540,6 +557,8 @@ class Checker:
         self.sources = {m.path: m.source for m in modules}
         self.diagnostics = diagnostics
         let_typer = self._typer(lets, generic_scope, recursive)
+        too_deep = {name for name, let in lets.items() if self._too_deep(let, let.body, diagnostics)}
+        recursive = recursive | too_deep
         for let in lets.values():
             if let.name not in recursive:
                 scope = Scope({k: v for k, v in generic_scope.names.items()}, let.name)
@@ -654,7 +673,19 @@ class Checker:
             "store": Binding("root", self.store_type),
         })
 
+    def _too_deep(self, owner: ast.Let | ast.Rule, tree: ast.Node, diagnostics: Diagnostics) -> bool:
+        """Nesting deeper than MAX_NESTING is refused: Python could not compile what it becomes."""
+        depth = nesting(tree)
+        if depth <= MAX_NESTING:
+            return False
+        what = f'rule "{owner.name}"' if isinstance(owner, ast.Rule) else f"let {owner.name}"
+        diagnostics.error(owner.loc, "E406", f"{what} is nested {depth} levels deep; at most {MAX_NESTING} are allowed",
+                          "split it into lets", length=len(owner.name) + 2)
+        return True
+
     def _check_rule(self, rule: ast.Rule, lets, recursive, diagnostics: Diagnostics) -> CheckedRule:
+        if self._too_deep(rule, rule, diagnostics):
+            return CheckedRule(rule, 0, 0, (), self._scope(self.event_type(())))
         names: list[str] = []
         trigger = rule.trigger
         if isinstance(trigger, ast.EventTrigger):
