@@ -418,7 +418,8 @@ def test_command(
     def rerun() -> None:
         console.clear()
         outcome[0] = _run_test_suite(options)
-        typer.echo(f"watching {', '.join(rule_paths + (tests or []))} for changes (Ctrl-C stops)", err=True)
+        watched = list(dict.fromkeys(rule_paths + (tests or [])))
+        typer.echo(f"watching {', '.join(watched)} for changes (Ctrl-C stops)", err=True)
 
     try:
         watch_paths(rule_paths + (tests or []), rerun)
