@@ -7,6 +7,7 @@ formatter uses it to prove that its output parses back to the same rules.
 from __future__ import annotations
 
 import decimal
+import re
 from dataclasses import dataclass, field
 
 
@@ -336,3 +337,19 @@ def walk(node: object):
         yield current
         children = [getattr(current, f) for f in child_fields(current.__class__)]
         extend(reversed([c for c in children if isinstance(c, (Node, tuple, list))]))
+
+
+def source_text(node: Node, sources: dict[str, str]) -> str:
+    """The text of ``node`` as written in its rule file (whitespace runs folded)."""
+    loc = node.loc
+    text = sources.get(loc.file)
+    if text is None or not loc.line:
+        return type(node).__name__
+    lines = text.splitlines()
+    if loc.end_line == loc.line:
+        snippet = lines[loc.line - 1][loc.col - 1:loc.end_col - 1]
+    else:
+        chunk = [lines[loc.line - 1][loc.col - 1:]] + lines[loc.line:loc.end_line - 1]
+        chunk.append(lines[loc.end_line - 1][:loc.end_col - 1])
+        snippet = " ".join(part.strip() for part in chunk)
+    return re.sub(r"\s+", " ", snippet).strip()

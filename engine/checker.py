@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import re
 from collections.abc import Iterable
@@ -16,6 +15,7 @@ from . import ast
 from . import types as T
 from .catalogue import ActionSpec, Catalogue, EventSpec, closest
 from .diagnostics import Diagnostics, did_you_mean
+from .models import ORDER_TYPE, STORE_TYPE, parse_datetime
 from .templates import is_template, template_environment
 
 ROOTS = ("order", "event", "store")
@@ -231,13 +231,7 @@ class Typer:
         return self.text(let.body)
 
     def text(self, node: ast.Node) -> str:
-        """A node's source text on one line (its first line when it spans several)."""
-        loc = node.loc
-        lines = self.sources.get(loc.file, "").splitlines()
-        if not loc.line or loc.line > len(lines):
-            return "..."
-        line = lines[loc.line - 1]
-        return line[loc.col - 1:loc.end_col - 1] if loc.end_line == loc.line else line[loc.col - 1:].rstrip()
+        return ast.source_text(node, self.sources)
 
     def t_Attr(self, e, scope):
         base = self.infer(e.obj, scope)
@@ -326,7 +320,7 @@ class Typer:
             return T.DATETIME
         if e.func == "date":
             self._want(e.args, args, (T.STRING,), "date")
-            if e.args and isinstance(e.args[0], ast.StringLit) and parse_date(e.args[0].value) is None:
+            if e.args and isinstance(e.args[0], ast.StringLit) and parse_datetime(e.args[0].value) is None:
                 self.err(e.args[0].loc, "E208", f"date({e.args[0].raw}) is not a date",
                          'write "YYYY-MM-DD" or "YYYY-MM-DD HH:MM:SS"')
             return T.DATETIME
@@ -512,26 +506,10 @@ def _compare_hint(a: T.Type, b: T.Type) -> str | None:
     return None
 
 
-def parse_date(text: str) -> _dt.datetime | None:
-    text = text.strip()
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"):
-        try:
-            return _dt.datetime.strptime(text, fmt).replace(tzinfo=_dt.timezone.utc)
-        except ValueError:
-            pass
-    try:
-        value = _dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
-
-
 class Checker:
     """Checks a whole ruleset (every file, one namespace) against the catalogues."""
 
     def __init__(self, events: Catalogue[EventSpec], actions: Catalogue[ActionSpec]) -> None:
-        from .models import ORDER_TYPE, STORE_TYPE
-
         self.events = events
         self.actions = actions
         self.order_type = ORDER_TYPE

@@ -32,7 +32,8 @@ from . import ast
 from .catalogue import ActionSpec, Catalogue, EventSpec
 from .compiler import CompiledRule
 from .engine import Decision, default_actions, default_events
-from .explain import clause_results, source_text
+from .ast import source_text
+from .explain import clause_results
 from .ruleset import Ruleset, check_sources
 
 _BOOLEAN_NODES = (ast.Compare, ast.Test, ast.Quantifier, ast.BoolOp, ast.Not, ast.BoolLit)

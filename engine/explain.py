@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import ast
+from .ast import source_text
 from .compiler import CompiledRule
 
 # Explanation levels an Engine can record.
@@ -81,22 +82,6 @@ class RuleOutcome:
 
 
 # ---- rendering ---------------------------------------------------------------------------
-
-def source_text(node: ast.Node, sources: dict[str, str]) -> str:
-    """The text of ``node`` as written in its rule file (whitespace runs folded)."""
-    loc = node.loc
-    text = sources.get(loc.file)
-    if text is None or not loc.line:
-        return type(node).__name__
-    lines = text.splitlines()
-    if loc.end_line == loc.line:
-        snippet = lines[loc.line - 1][loc.col - 1:loc.end_col - 1]
-    else:
-        chunk = [lines[loc.line - 1][loc.col - 1:]] + lines[loc.line:loc.end_line - 1]
-        chunk.append(lines[loc.end_line - 1][:loc.end_col - 1])
-        snippet = " ".join(part.strip() for part in chunk)
-    return re.sub(r"\s+", " ", snippet).strip()
-
 
 def render_value(value: Any, limit: int = 80) -> str:
     """A value as a rule author would write it: JSON-like, strings quoted, null, exact decimals."""

@@ -88,6 +88,14 @@ def _folder(value: Any) -> Any:
 Money = Annotated[Decimal | None, BeforeValidator(_to_decimal)]
 Count = Annotated[int | None, BeforeValidator(_to_int)]
 Timestamp = Annotated[_dt.datetime | None, BeforeValidator(_to_datetime)]
+
+
+def parse_datetime(text: str) -> _dt.datetime | None:
+    """A date as rules and Order Desk write it (``date("2026-11-23")``), UTC; None if it is not one."""
+    try:
+        return _to_datetime(text)
+    except ValueError:
+        return None
 Map = Annotated[dict[str, Any], BeforeValidator(_empty_map)]
 
 

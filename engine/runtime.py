@@ -290,9 +290,9 @@ def rt_date(a: Any) -> Any:
         return a
     if a.__class__ is not str:
         return None
-    from .checker import parse_date
+    from .models import parse_datetime
 
-    return parse_date(a)
+    return parse_datetime(a)
 
 
 def rt_round(a: Any, digits: Any = 0) -> Any:
