@@ -99,18 +99,40 @@ class EventPlan:
     uses_now: bool = True  # some rule of the event calls now(): the engine reads its clock only then
     names: tuple[str, ...] = ()  # the rules' names, by position
     reads: frozenset[str] | None = None  # the order's top-level fields the conditions read (None: any)
+    # The values a deciding clause compared, recomputed on demand from match_why's snapshot:
+    # (rule position, clause index) -> the statements and the expression that give them.
+    value_sources: dict[tuple[int, int], tuple[list[str], str]] = field(default_factory=dict, repr=False)
+    snapshot_names: tuple[str, ...] = ()
     _match_why: Callable[..., Any] | None = field(default=None, repr=False)
+    _value_functions: dict[tuple[int, int], Callable[..., tuple]] = field(default_factory=dict, repr=False)
+    _why_scope: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
-    def match_why(self) -> Callable[..., tuple[list[int], dict[int, tuple]]]:
-        """``(order, event, store, now) -> (fired, missed)``: like ``match``, and for every rule that
-        did not fire, ``missed[i] = (clause index, *values compared)`` -- its deciding clause.
+    def match_why(self) -> Callable[..., tuple[list[int], dict[int, int], tuple]]:
+        """``(order, event, store, now) -> (fired, missed, snapshot)``: like ``match``, and for every
+        rule that did not fire, ``missed[i]`` = the index of its deciding clause.  The values that
+        clause compared are not built then (most are never read): ``values(i, clause, snapshot, ...)``
+        recomputes them from ``snapshot``, the field reads and aggregates the match made.
         Compiled on first use."""
         if self._match_why is None:
-            scope = dict(self.namespace)
+            scope = self._why_scope = dict(self.namespace)
             exec(compile(self.why_source, f"<match_why {self.event!r}>", "exec"), scope)  # noqa: S102
             self._match_why = scope["match_why"]
         return self._match_why
+
+    def values(self, position: int, clause: int, snapshot: tuple, order: dict, event: dict, store: dict) -> tuple:
+        """The values the deciding clause ``clause`` of rule ``position`` compared, from a match_why snapshot."""
+        key = (position, clause)
+        fn = self._value_functions.get(key)
+        if fn is None:
+            setup, values = self.value_sources[key]
+            params = ", ".join(self.snapshot_names + ("order", "event", "store"))
+            source = "\n".join([f"def values({params}):"] + [f"    {line}" for line in setup]
+                                + [f"    return ({values})"]) + "\n"
+            scope = dict(self._why_scope)  # match_why's helpers (loops over lists) included
+            exec(compile(source, f"<values {self.names[position]!r}>", "exec"), scope)  # noqa: S102
+            fn = self._value_functions[key] = scope["values"]
+        return fn(*snapshot, order, event, store)
 
     def location(self, generated_line: int) -> ast.Loc | None:
         """The rule-file location a line of the generated match code came from (for tracebacks)."""
@@ -181,9 +203,12 @@ class Compiler:
             self._emit_match(rules)
             source = "\n".join(self.lines) + "\n"
             exec(compile(source, f"<match {event!r}>", "exec"), namespace)  # noqa: S102 - generated code
-            why_source = self._capture(lambda: self._emit_match_why(rules))
+            value_sources: dict[tuple[int, int], tuple[list[str], str]] = {}
+            snapshot: list[str] = []
+            why_source = self._capture(lambda: snapshot.extend(self._emit_match_why(rules, value_sources)))
             plans[event] = EventPlan(event, tuple(compiled[i] for i in indexes), namespace.pop("match"),
                                      source, self.line_map, why_source, namespace,
+                                     value_sources=value_sources, snapshot_names=tuple(snapshot),
                                      uses_now=any(self._uses_now(r.rule) for r in rules),
                                      reads=self._order_reads(rules), names=tuple(r.rule.name for r in rules))
         namespace.update(self.consts)  # the constants the match functions added
@@ -326,7 +351,11 @@ class Compiler:
             self._line(f"    if not {test}: return ({index}, {values})", loc)
         self._line("    return None")
 
-    def _emit_match_why(self, rules: list[CheckedRule]) -> None:
+    def _emit_match_why(self, rules: list[CheckedRule],
+                        value_sources: dict[tuple[int, int], tuple[list[str], str]]) -> list[str]:
+        """``match`` that also notes each missed rule's deciding clause (an int: no allocation) and
+        returns a snapshot of its locals, from which ``EventPlan.values`` recomputes what the clause
+        compared.  Returns the snapshot's names."""
         fn = FunctionBuilder(hoist=True)
         body: list[tuple[str, ast.Loc | None]] = []
         for position, checked in enumerate(rules):
@@ -337,15 +366,18 @@ class Compiler:
             body.append(("    while True:", checked.rule.loc))
             for index, setup, test, values, loc in clauses:
                 body.extend((f"        {line}", loc) for line in setup)
-                body.append((f"        if not {test}: missed[{position}] = ({index}, {values}); break", loc))
+                body.append((f"        if not {test}: missed[{position}] = {index}; break", loc))
+                value_sources[(position, index)] = (setup, values)
             body.append((f"        hit({position}); break", None))
+        snapshot = list(fn.reads.values()) + list(fn.shared.values()) + ["now"]
         self._head(fn, "match_why(order, event, store, now)")
         self._line("    fired = []")
         self._line("    hit = fired.append")
         self._line("    missed = {}")
         for text, loc in body:
             self._line(text, loc)
-        self._line("    return fired, missed")
+        self._line(f"    return fired, missed, ({', '.join(snapshot)},)")
+        return snapshot
 
     def _emit_match(self, rules: list[CheckedRule]) -> None:
         fn = FunctionBuilder(hoist=True)

@@ -365,10 +365,10 @@ class Engine:
         event = Event(pending.name, order, pending.payload, store, pending.event_id)
         rules = plan.rules
         log = decision._log
-        missed: dict[int, tuple] = {}
+        missed: dict[int, int] = {}
         batch = explain != FULL
         if explain == DECIDING:
-            hits, missed = plan.match_why(order, event_ns, store, now)
+            hits, missed, snapshot = plan.match_why(order, event_ns, store, now)
         elif explain == OFF:
             hits = plan.match(order, event_ns, store, now)
         position = 0
@@ -378,7 +378,7 @@ class Engine:
                 upcoming = hits[position] if position < len(hits) else len(rules)
                 position += 1
                 if explain == DECIDING and upcoming > index:
-                    log.append((_MISSED, rules, index, upcoming, missed))
+                    log.append((_MISSED, plan, index, upcoming, missed, snapshot, order, event_ns, store))
                 if upcoming >= len(rules):
                     break
                 index = upcoming
@@ -439,8 +439,9 @@ _MISSED, _ONE, _SKIPPED = range(3)  # kinds of Decision._log entries
 def _outcomes_of(entry: tuple) -> list[RuleOutcome]:
     kind = entry[0]
     if kind == _MISSED:
-        _, rules, low, high, missed = entry
-        return [RuleOutcome(rules[i], False, missed[i][0], missed[i][1:]) for i in range(low, high)]
+        _, plan, low, high, missed, snapshot, order, event_ns, store = entry
+        return [RuleOutcome(plan.rules[i], False, missed[i], plan.values(i, missed[i], snapshot, order, event_ns, store))
+                for i in range(low, high)]
     if kind == _ONE:
         _, rule, fired, why, trace = entry
         return [RuleOutcome(rule, fired, why[0] if why else None, why[1:] if why else (), trace)]
