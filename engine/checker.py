@@ -366,10 +366,10 @@ class Typer:
         if op in ("==", "!="):
             if not comparable_eq(left, right):
                 self.err(e.loc, "E301", f"comparing {left} with {right} is never true",
-                         _compare_hint(left, right))
+                         self.compare_hint(e, left, right))
         elif op in ("<", "<=", ">", ">="):
             if not comparable_order(left, right):
-                hint = _compare_hint(left, right) if {left, right} == {T.DATETIME, T.DURATION} else (
+                hint = self.compare_hint(e, left, right) or (
                     "only two numbers, two strings, two datetimes or two durations can be ordered; "
                     "compare like with like")
                 self.err(e.loc, "E301", f"cannot order {left} against {right} with {op}", hint)
@@ -400,6 +400,19 @@ class Typer:
                 self.err(e.left.loc, "E301", f"matches works on strings, not {left}")
             self.regex_of(e.right, scope)
         return T.BOOL
+
+    def compare_hint(self, e: ast.Compare, left: T.Type, right: T.Type) -> str | None:
+        """What the author most likely meant by comparing these two kinds of value."""
+        if {left, right} == {T.DATETIME, T.DURATION}:
+            moment, age = (e.left, e.right) if left == T.DATETIME else (e.right, e.left)
+            return f"to compare with an age, write {self.text(moment)} < now() - {self.text(age)}"
+        if {left, right} == {T.STRING, T.NUMBER}:
+            quoted = e.left if left == T.STRING else e.right
+            if isinstance(quoted, ast.StringLit) and _is_number(quoted.value):
+                return f"write {quoted.value} without quotes: it is a number"
+            if e.op in ("==", "!="):
+                return "a string is never equal to a number; compare like with like"
+        return None
 
     def regex_of(self, pattern: ast.Expr, scope: Scope) -> re.Pattern[str] | None:
         literal = self.literal_string(pattern, scope)
@@ -498,12 +511,6 @@ def comparable_order(a: T.Type, b: T.Type) -> bool:
     return a == b and a in ORDERED
 
 
-def _compare_hint(a: T.Type, b: T.Type) -> str | None:
-    if {a, b} == {T.DATETIME, T.DURATION}:
-        return "to compare with an age, write order.date_updated < now() - 2d"
-    if {a, b} == {T.STRING, T.NUMBER}:
-        return "a string is never equal to a number; compare like with like"
-    return None
 
 
 class Checker:
@@ -802,6 +809,14 @@ def _adapter(model: type, field: str) -> TypeAdapter:
     annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
     config = ConfigDict(coerce_numbers_to_str=True) if model.model_config.get("coerce_numbers_to_str") else None
     return TypeAdapter(annotation, config=config)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip() == text and text != ""
 
 
 def _short(text: str, limit: int = 60) -> str:
