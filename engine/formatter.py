@@ -3,7 +3,8 @@
 Layout (docs/fmt.md says the same for rule authors):
 
 - 4-space indentation, no trailing spaces, one newline at the end of the file.
-- Exactly one blank line between top-level items, and none inside them.
+- Exactly one blank line between top-level items, and none inside them; one-line ``let``s written
+  on consecutive lines stay together as a block.
 - ``let name = expr`` / ``let name(a, b) = expr`` on one line when it fits in 100 columns; else
   the line breaks after ``=`` and the body follows indented, one ``and``/``or`` operand per line,
   each continuation line starting with the operator.
@@ -210,6 +211,9 @@ class _Line:
     anchor: int
     comment_indent: int
     item_start: bool = False
+    # A one-line let right below another one-line let (no blank line, no comment between them in
+    # the source): the two stay together, so a block of short lets reads as a block.
+    joins_previous: bool = False
 
 
 class _Printer:
@@ -222,6 +226,7 @@ class _Printer:
         self.lines: list[_Line] = []
 
     def render(self) -> str:
+        previous_let_line = None  # source line of the previous item when it was a one-line let
         for item in self.module.items:
             first = len(self.lines)
             if isinstance(item, ast.Let):
@@ -229,6 +234,10 @@ class _Printer:
             else:
                 self._rule(item)
             self.lines[first].item_start = True
+            one_line_let = isinstance(item, ast.Let) and len(self.lines) == first + 1
+            if one_line_let and previous_let_line is not None and item.loc.line == previous_let_line + 1:
+                self.lines[first].joins_previous = True
+            previous_let_line = item.loc.line if one_line_let and item.loc.end_line == item.loc.line else None
         out = _place_comments(self.lines, self.module.comments, self.source_lines)
         return "\n".join(out) + "\n" if out else ""
 
@@ -380,7 +389,8 @@ def _place_comments(lines: list[_Line], comments: tuple[ast.Comment, ...], sourc
             previous = "comment"
         if line is None:
             break
-        if line.item_start and (previous == "item" or previous == "comment" and blank(line.anchor - 1)):
+        if line.item_start and not line.joins_previous and (
+                previous == "item" or previous == "comment" and blank(line.anchor - 1)):
             out.append("")
         out.append(line.text + "".join("  " + c.text.rstrip() for c in after[i]))
         previous = "item"

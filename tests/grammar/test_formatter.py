@@ -99,7 +99,14 @@ def test_safety_net_refuses_output_that_changes_the_file(output, problem):
 
 
 def test_crlf_input_formats_to_lf():
-    assert format_source('let a = 1  # one\r\nlet b = "x"\r\n') == 'let a = 1  # one\n\nlet b = "x"\n'
+    assert format_source('let a = 1  # one\r\nlet b = "x"\r\n') == 'let a = 1  # one\nlet b = "x"\n'
+
+
+def test_one_line_lets_on_consecutive_lines_stay_a_block_and_a_blank_line_between_them_stays():
+    block = "let a = 1\nlet b = 2\n\nlet c = 3\n"
+    assert format_source(block) == block
+    assert format_source("let a = 1\nlet b(x) =\n    x or a\nlet c = 3\n") == "let a = 1\nlet b(x) = x or a\n\nlet c = 3\n"
+    assert format_source('let a = 1\nrule "r" { when "Order is Imported" then }\n').startswith("let a = 1\n\nrule")
 
 
 # ---- randomised: expressions print with exactly the parentheses they need ----------------------
