@@ -10,6 +10,7 @@ generated line back to the rule file it came from.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,9 @@ from .diagnostics import Diagnostics
 from .runtime import RUNTIME_NAMESPACE
 from .templates import compile_template, is_template
 
+
+
+_DEFINE = threading.Lock()
 
 
 @dataclass
@@ -59,8 +63,12 @@ class CompiledRule:
         fn = self._functions.get(kind)
         if fn is None:
             filename = f"{self.loc.file}:{self.loc.line} (rule {self.name!r})"
-            exec(compile(self._sources[kind], filename, "exec"), self._namespace)  # noqa: S102 - generated code
-            fn = self._functions[kind] = self._namespace[kind]
+            code = compile(self._sources[kind], filename, "exec")
+            # Every rule's `why`/`act` is defined under the same name in the shared namespace (its
+            # helpers and constants live there): define and take it in one step, one thread at a time.
+            with _DEFINE:
+                exec(code, self._namespace)  # noqa: S102 - generated code
+                fn = self._functions[kind] = self._namespace[kind]
         return fn
 
     @property

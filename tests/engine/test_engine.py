@@ -454,3 +454,25 @@ def test_an_action_that_breaks_fails_itself_not_the_engine():
     assert [(a.action, a.status) for a in decision.actions] == [("Broken", "failed"), ("Tag Order", "done")]
     assert decision.actions[0].error == "Broken failed unexpectedly: KeyError: 'boom'"
     assert decision.order["tag_name"] == "after"
+
+
+def test_rules_compiled_on_first_use_by_many_threads_keep_their_own_actions():
+    # Each rule's act function is compiled on first use, under a shared name: concurrent first
+    # uses must not hand one rule another rule's function.
+    rules = "\n".join(f'rule "r{i}" {{ when "Order is Imported" if order.email == "{i}@x" '
+                      f'then "Tag Order"(name: "t{i}") }}' for i in range(200))
+    engine = Engine.from_source(rules, "many.rules")
+    wrong: list[tuple] = []
+
+    def worker(start: int) -> None:
+        for i in range(start, 200, 8):
+            [decision] = engine.process({"id": i, "email": f"{i}@x"})
+            if decision.fired != [f"r{i}"] or decision.order["tag_name"] != f"t{i}":
+                wrong.append((i, decision.fired, decision.order["tag_name"]))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
