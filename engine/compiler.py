@@ -135,11 +135,14 @@ class EventPlan:
         if fn is None:
             setup, values = self.value_sources[key]
             params = ", ".join(self.snapshot_names + ("order", "event", "store"))
-            source = "\n".join([f"def values({params}):"] + [f"    {line}" for line in setup]
+            name = f"values_{position}_{clause}"
+            source = "\n".join([f"def {name}({params}):"] + [f"    {line}" for line in setup]
                                 + [f"    return ({values})"]) + "\n"
-            scope = dict(self._why_scope)  # match_why's helpers (loops over lists) included
-            exec(compile(source, f"<values {self.names[position]!r}>", "exec"), scope)  # noqa: S102
-            fn = self._value_functions[key] = scope["values"]
+            code = compile(source, f"<values {self.names[position]!r}>", "exec")
+            self.match_why  # noqa: B018 - compiles match_why, whose helpers (loops over lists) these use
+            with _DEFINE:
+                exec(code, self._why_scope)  # noqa: S102 - generated code
+                fn = self._value_functions[key] = self._why_scope[name]
         return fn(*snapshot, order, event, store)
 
     def location(self, generated_line: int) -> ast.Loc | None:
