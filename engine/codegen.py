@@ -76,9 +76,6 @@ class ExprCompiler:
         t = self.type(e, scope)
         return code if t == T.BOOL else f"rt_truthy({code})"
 
-    def value(self, e: ast.Expr, scope: Scope, env: dict[str, str]) -> str:
-        return self.expr(e, scope, env)
-
     def iterable(self, e: ast.Expr, scope: Scope, env: dict[str, str]) -> str:
         inner = ExprCompiler(self.c, self.typer, self.fn, no_walrus=True, trace=self.trace, depth=self.depth)
         code = inner.expr(e, scope, env)

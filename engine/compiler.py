@@ -101,7 +101,6 @@ class EventPlan:
     rules: tuple[CompiledRule, ...]
     match: Callable[..., list[int]]  # (order, event, store, now) -> indexes of rules whose condition holds
     source: str = ""
-    line_map: dict[int, ast.Loc] = field(default_factory=dict)
     why_source: str = ""
     namespace: dict[str, Any] = field(default_factory=dict, repr=False)
     uses_now: bool = True  # some rule of the event calls now(): the engine reads its clock only then
@@ -145,11 +144,6 @@ class EventPlan:
                 fn = self._value_functions[key] = self._why_scope[name]
         return fn(*snapshot, order, event, store)
 
-    def location(self, generated_line: int) -> ast.Loc | None:
-        """The rule-file location a line of the generated match code came from (for tracebacks)."""
-        lines = [line for line in self.line_map if line <= generated_line]
-        return self.line_map[max(lines)] if lines else None
-
 
 @dataclass
 class CompiledCode:
@@ -165,7 +159,6 @@ class Compiler:
         self.consts: dict[str, Any] = {}
         self._const_ids: dict[tuple[type, Any], str] = {}
         self.lines: list[str] = []
-        self.line_map: dict[int, ast.Loc] = {}
         self._sink = Diagnostics()
         self._helper_count = 0
         self._let_fact_cache: dict[str, tuple[bool, frozenset[str] | None]] = {}
@@ -209,7 +202,7 @@ class Compiler:
         plans: dict[str, EventPlan] = {}
         for event, indexes in by_event.items():
             # One compile() per event keeps the peak memory of CPython's compiler small.
-            self.lines, self.line_map = [], {}
+            self.lines = []
             rules = [ordered[i] for i in indexes]
             self._emit_match(rules)
             source = "\n".join(self.lines) + "\n"
@@ -218,7 +211,7 @@ class Compiler:
             snapshot: list[str] = []
             why_source = self._capture(lambda: snapshot.extend(self._emit_match_why(rules, value_sources)))
             plans[event] = EventPlan(event, tuple(compiled[i] for i in indexes), namespace.pop("match"),
-                                     source, self.line_map, why_source, namespace,
+                                     source, why_source, namespace,
                                      value_sources=value_sources, snapshot_names=tuple(snapshot),
                                      uses_now=any(self._uses_now(r.rule) for r in rules),
                                      reads=self._order_reads(rules), names=tuple(r.rule.name for r in rules))
@@ -292,18 +285,18 @@ class Compiler:
 
     def _capture(self, emit: Callable[[], None]) -> str:
         """The source a per-rule emitter writes, kept apart from the shared match functions."""
-        saved, saved_map = self.lines, self.line_map
-        self.lines, self.line_map = [], {}
+        saved = self.lines
+        self.lines = []
         try:
             emit()
             return "\n".join(self.lines) + "\n"
         finally:
-            self.lines, self.line_map = saved, saved_map
+            self.lines = saved
 
     def _line(self, text: str, loc: ast.Loc | None = None) -> None:
-        self.lines.append(text)
-        if loc is not None and loc.line:
-            self.line_map[len(self.lines)] = loc
+        """One line of generated code; a line that stands for rule text says where (``# file:line:col``),
+        so the generated source (``EventPlan.source``, ``CompiledRule.source``) reads against the rules."""
+        self.lines.append(f"{text}  # {loc}" if loc is not None and loc.line else text)
 
     def _typer(self, checked: CheckedRule) -> Typer:
         if checked.typer is None:
@@ -441,7 +434,7 @@ class Compiler:
                 if isinstance(arg.value, ast.StringLit) and is_template(arg.value.value):
                     value = self.const(compile_template(arg.value.value))
                 else:
-                    value = ec.value(arg.value, scope, env)
+                    value = ec.expr(arg.value, scope, env)
                 params.append(f"{arg.name!r}: {value}")
             binders = [f"{name!r}: {code}" for name, code in env.items() if name not in ROOTS]
             names = "{" + ", ".join(binders) + "}" if binders else "None"

@@ -46,21 +46,8 @@ class Ruleset:
     def plan(self, event: str) -> EventPlan | None:
         return self.plans.get(event)
 
-    @property
-    def schedules(self) -> list[CompiledRule]:
-        return [r for r in self.rules if isinstance(r.trigger, ast.EveryTrigger) and not r.disabled]
-
-    def buttons(self, label: str) -> list[CompiledRule]:
-        return [r for r in self.rules if isinstance(r.trigger, ast.ButtonTrigger) and not r.disabled
-                and r.trigger.label.casefold() == label.casefold()]
-
     def rule(self, name: str) -> CompiledRule | None:
         return next((r for r in self.rules if r.name == name), None)
-
-    @property
-    def generated_source(self) -> str:
-        """The Python code of every event's match function (for `ruledesk` developers and curious users)."""
-        return "\n".join(f"# event {name!r}\n{plan.source}" for name, plan in self.plans.items())
 
 
 def find_rule_files(paths: Iterable[str | os.PathLike[str]]) -> list[str]:

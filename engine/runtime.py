@@ -202,10 +202,6 @@ def rt_matches(pattern: re.Pattern[str], a: Any) -> bool:
     return a.__class__ is str and pattern.search(a) is not None
 
 
-def rt_is_set(a: Any) -> bool:
-    return a is not None and a != ""
-
-
 def rt_is_empty(a: Any) -> bool:
     return a.__class__ in (str, list, dict, tuple) and len(a) == 0
 
