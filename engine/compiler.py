@@ -3,9 +3,10 @@
 Every event gets one generated ``match`` function that reads each order field its rules use
 once (into locals) and tests every rule's condition inline, in evaluation order; every rule
 also gets its own ``why`` function (used after an action changed the order: None when the
-condition holds, else its deciding clause) and an ``act`` function that runs its actions.  ``lets`` are expanded in place.  The generated code
-runs with ``runtime.RUNTIME_NAMESPACE`` as its only globals, and a line map leads every
-generated line back to the rule file it came from.
+condition holds, else its deciding clause) and an ``act`` function that runs its actions.
+``lets`` are expanded in place.  The generated code runs with ``runtime.RUNTIME_NAMESPACE`` as
+its only globals; each generated line that stands for rule text ends with ``# file:line:col``,
+and per-rule functions are compiled under their rule's location, so tracebacks name the rule.
 """
 
 from __future__ import annotations
