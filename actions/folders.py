@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import Field
 
-from ruledesk.engine.catalogue import action
-from ruledesk.engine.runtime import ActionContext
+from ruledesk.engine.model.catalogue import action
+from ruledesk.engine.model.context import ActionContext
 
-from .order import ActionParams
+from ruledesk.actions.order import ActionParams
 
 
 class MoveToFolderParams(ActionParams):

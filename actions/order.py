@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ruledesk.engine.catalogue import NoParams, StaticCheck, action
-from ruledesk.engine.models import (
+from ruledesk.engine.model.catalogue import NoParams, StaticCheck, action
+from ruledesk.engine.model.order import (
     Note,
     OrderError,
     format_datetime,
@@ -17,7 +17,7 @@ from ruledesk.engine.models import (
     validate_item_field,
     validate_order_field,
 )
-from ruledesk.engine.runtime import ActionContext, ActionError
+from ruledesk.engine.model.context import ActionContext, ActionError
 
 
 class ActionParams(BaseModel):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ruledesk.engine.catalogue import action
-from ruledesk.engine.models import Shipment
-from ruledesk.engine.runtime import ActionContext
+from ruledesk.engine.model.catalogue import action
+from ruledesk.engine.model.order import Shipment
+from ruledesk.engine.model.context import ActionContext
 
-from .order import ActionParams
+from ruledesk.actions.order import ActionParams
 
 
 class AddShipmentParams(ActionParams):

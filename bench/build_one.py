@@ -40,7 +40,7 @@ def _vmhwm_mb() -> float | None:
 
 def main(path: str) -> None:
     from ruledesk.engine import default_actions, default_events
-    from ruledesk.engine.ruleset import build_ruleset
+    from ruledesk.engine.lang.ruleset import build_ruleset
 
     with open(path, encoding="utf-8") as handle:
         text = handle.read()

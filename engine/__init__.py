@@ -8,11 +8,11 @@ Embedding::
         print(decision.fired)
 """
 
-from .catalogue import ActionSpec, Catalogue, EventSpec
-from .diagnostics import Diagnostic
-from .engine import ActionRecord, Decision, Engine, EventError, default_actions, default_events
-from .ruleset import Ruleset, RulesetError
-from .runtime import ActionContext, ActionError, Event
+from ruledesk.engine.lang.ruleset import Ruleset, RulesetError
+from ruledesk.engine.model.catalogue import ActionSpec, Catalogue, EventSpec
+from ruledesk.engine.model.context import ActionContext, ActionError, Event
+from ruledesk.engine.run.engine import ActionRecord, Decision, Engine, EventError, default_actions, default_events
+from ruledesk.grammar.diagnostics import Diagnostic
 
 __all__ = [
     "ActionContext",

@@ -1,5 +1,5 @@
 """The ruledesk rule grammar (Lark, LALR) and the parser that turns rule text into the AST."""
 
-from .parser import grammar_text, parse
+from ruledesk.grammar.parser import grammar_text, parse
 
 __all__ = ["parse", "grammar_text"]

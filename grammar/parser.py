@@ -10,10 +10,10 @@ from importlib import resources
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from ruledesk.engine import ast
-from ruledesk.engine.diagnostics import Diagnostics
+from ruledesk.grammar import ast
+from ruledesk.grammar.diagnostics import Diagnostics
 
-from .transformer import ASTBuilder
+from ruledesk.grammar.transformer import ASTBuilder
 
 _GRAMMAR = resources.files(__package__).joinpath("ruledesk.lark").read_text(encoding="utf-8")
 _local = threading.local()

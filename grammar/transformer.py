@@ -8,8 +8,8 @@ import re
 
 from lark import Token, Transformer
 
-from ruledesk.engine import ast
-from ruledesk.engine.diagnostics import Diagnostics
+from ruledesk.grammar import ast
+from ruledesk.grammar.diagnostics import Diagnostics
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}

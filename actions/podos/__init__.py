@@ -1,5 +1,5 @@
 """The podOS print-on-demand integration: its events (and, registered beside them, its actions)."""
 
-from . import events
+from ruledesk.actions.podos import events
 
 __all__ = ["events"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ruledesk.engine.catalogue import NoPayload, event
-from ruledesk.engine.events import Payload
+from ruledesk.engine.model.catalogue import NoPayload, event
+from ruledesk.engine.model.events import Payload
 
 
 class AfterSubmitted(Payload):

@@ -7,9 +7,9 @@ import pytest
 from pydantic import ValidationError
 
 import ruledesk.actions  # noqa: F401  (registers the catalogue)
-from ruledesk.engine.catalogue import ACTIONS
-from ruledesk.engine.models import parse_order
-from ruledesk.engine.runtime import ActionContext, ActionError, Event
+from ruledesk.engine.model.catalogue import ACTIONS
+from ruledesk.engine.model.order import parse_order
+from ruledesk.engine.model.context import ActionContext, ActionError, Event
 
 NOW = dt.datetime(2024, 6, 1, 9, 30, tzinfo=dt.timezone.utc)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ruledesk.engine import ast
-from ruledesk.engine.diagnostics import Diagnostics
-from ruledesk.engine.formatter import FormatError, _verify, check_formatted, format_expr, format_source
+from ruledesk.grammar import ast
+from ruledesk.grammar.diagnostics import Diagnostics
+from ruledesk.grammar.formatter import FormatError, _verify, check_formatted, format_expr, format_source
 from ruledesk.grammar import parse
 
 FIXTURES = Path(__file__).parent / "fmt"

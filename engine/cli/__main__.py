@@ -1,0 +1,5 @@
+"""`python -m ruledesk.engine.cli`: the ruledesk command line."""
+
+from ruledesk.engine.cli import main
+
+main()

@@ -1,0 +1,460 @@
+"""Checked rules -> Python source -> callables.
+
+Every event gets one generated ``match`` function that reads each order field its rules use
+once (into locals) and tests every rule's condition inline, in evaluation order; every rule
+also gets its own ``why`` function (used after an action changed the order: None when the
+condition holds, else its deciding clause) and an ``act`` function that runs its actions.
+``lets`` are expanded in place.  The generated code runs with ``runtime.RUNTIME_NAMESPACE`` as
+its only globals; each generated line that stands for rule text ends with ``# file:line:col``,
+and per-rule functions are compiled under their rule's location, so tracebacks name the rule.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ruledesk.grammar import ast
+from ruledesk.engine.model.catalogue import ActionSpec, Catalogue
+from ruledesk.engine.lang.checker import ROOTS, Binding, CheckedRule, CheckResult, Scope, Typer
+from ruledesk.engine.lang.codegen import ExprCompiler, TraceNodes, FunctionBuilder, cheap_first
+from ruledesk.grammar.diagnostics import Diagnostics
+from ruledesk.engine.lang.runtime import RUNTIME_NAMESPACE
+from ruledesk.engine.lang.templates import compile_template, is_template
+
+
+
+_DEFINE = threading.Lock()
+
+
+@dataclass
+class ActionSlot:
+    """One action call site of a rule: what ``act`` functions pass to ``Runner.call``."""
+
+    spec: ActionSpec
+    node: ast.ActionCall
+
+
+class CompiledRule:
+    """One rule, ready to run.  Its ``condition`` and ``act`` functions are compiled on first use:
+    most rules are only ever evaluated through their event's shared ``match`` function."""
+
+    def __init__(self, name: str, priority: int, disabled: bool, loc: ast.Loc, events: tuple[str, ...],
+                 trigger: ast.Trigger, node: ast.Rule, order_key: tuple[int, int, int]) -> None:
+        self.name = name
+        self.priority = priority
+        self.disabled = disabled
+        self.loc = loc
+        self.events = events
+        self.trigger = trigger
+        self.node = node
+        self.order_key = order_key
+        self.slots: list[ActionSlot] = []
+        self.trace_nodes: TraceNodes | None = None  # set when compiled with trace support
+        self._sources: dict[str, str] = {}
+        self._functions: dict[str, Callable[..., Any]] = {}
+        self._namespace: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<CompiledRule {self.name!r} at {self.loc}>"
+
+    def _function(self, kind: str) -> Callable[..., Any]:
+        fn = self._functions.get(kind)
+        if fn is None:
+            filename = f"{self.loc.file}:{self.loc.line} (rule {self.name!r})"
+            code = compile(self._sources[kind], filename, "exec")
+            # Every rule's `why`/`act` is defined under the same name in the shared namespace (its
+            # helpers and constants live there): define and take it in one step, one thread at a time.
+            with _DEFINE:
+                exec(code, self._namespace)  # noqa: S102 - generated code
+                fn = self._functions[kind] = self._namespace[kind]
+        return fn
+
+    @property
+    def why(self) -> Callable[..., Any]:
+        """``(order, event, store, now) -> None`` when the condition holds, else its deciding clause
+        as ``(clause index, *values compared)``."""
+        return self._function("why")
+
+    @property
+    def trace(self) -> Callable[..., Any]:
+        """``(order, event, store, now, tr, tq) -> bool``, calling back for every value (see ExprCompiler)."""
+        if "trace" not in self._sources:
+            raise RuntimeError("this ruleset was built without trace support (build_ruleset(..., trace=True))")
+        return self._function("trace")
+
+    @property
+    def act(self) -> Callable[..., Any]:
+        """``(run, order, event, store, now) -> None``: runs the actions through ``run.call``."""
+        return self._function("act")
+
+    def source(self, kind: str) -> str:
+        return self._sources[kind]
+
+
+@dataclass
+class EventPlan:
+    """The enabled rules of one event, in evaluation order, and their shared matcher."""
+
+    event: str
+    rules: tuple[CompiledRule, ...]
+    match: Callable[..., list[int]]  # (order, event, store, now) -> indexes of rules whose condition holds
+    source: str = ""
+    why_source: str = ""
+    namespace: dict[str, Any] = field(default_factory=dict, repr=False)
+    uses_now: bool = True  # some rule of the event calls now(): the engine reads its clock only then
+    names: tuple[str, ...] = ()  # the rules' names, by position
+    reads: frozenset[str] | None = None  # the order's top-level fields the conditions read (None: any)
+    # The values a deciding clause compared, recomputed on demand from match_why's snapshot:
+    # (rule position, clause index) -> the statements and the expression that give them.
+    value_sources: dict[tuple[int, int], tuple[list[str], str]] = field(default_factory=dict, repr=False)
+    snapshot_names: tuple[str, ...] = ()
+    _match_why: Callable[..., Any] | None = field(default=None, repr=False)
+    _value_functions: dict[tuple[int, int], Callable[..., tuple]] = field(default_factory=dict, repr=False)
+    _why_scope: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def match_why(self) -> Callable[..., tuple[list[int], dict[int, int], tuple]]:
+        """``(order, event, store, now) -> (fired, missed, snapshot)``: like ``match``, and for every
+        rule that did not fire, ``missed[i]`` = the index of its deciding clause.  The values that
+        clause compared are not built then (most are never read): ``values(i, clause, snapshot, ...)``
+        recomputes them from ``snapshot``, the field reads and aggregates the match made.
+        Compiled on first use."""
+        if self._match_why is None:
+            scope = self._why_scope = dict(self.namespace)
+            exec(compile(self.why_source, f"<match_why {self.event!r}>", "exec"), scope)  # noqa: S102
+            self._match_why = scope["match_why"]
+        return self._match_why
+
+    def values(self, position: int, clause: int, snapshot: tuple, order: dict, event: dict, store: dict) -> tuple:
+        """The values the deciding clause ``clause`` of rule ``position`` compared, from a match_why snapshot."""
+        key = (position, clause)
+        fn = self._value_functions.get(key)
+        if fn is None:
+            setup, values = self.value_sources[key]
+            params = ", ".join(self.snapshot_names + ("order", "event", "store"))
+            name = f"values_{position}_{clause}"
+            source = "\n".join([f"def {name}({params}):"] + [f"    {line}" for line in setup]
+                                + [f"    return ({values})"]) + "\n"
+            code = compile(source, f"<values {self.names[position]!r}>", "exec")
+            self.match_why  # noqa: B018 - compiles match_why, whose helpers (loops over lists) these use
+            with _DEFINE:
+                exec(code, self._why_scope)  # noqa: S102 - generated code
+                fn = self._value_functions[key] = self._why_scope[name]
+        return fn(*snapshot, order, event, store)
+
+
+@dataclass
+class CompiledCode:
+    rules: list[CompiledRule]
+    plans: dict[str, EventPlan]
+
+
+class Compiler:
+    def __init__(self, checked: CheckResult, actions: Catalogue[ActionSpec], trace: bool = False) -> None:
+        self.checked = checked
+        self.actions = actions
+        self.trace = trace
+        self.consts: dict[str, Any] = {}
+        self._const_ids: dict[tuple[type, Any], str] = {}
+        self.lines: list[str] = []
+        self._sink = Diagnostics()
+        self._helper_count = 0
+        self._let_fact_cache: dict[str, tuple[bool, frozenset[str] | None]] = {}
+
+    # ---- constants --------------------------------------------------------------------
+    def const(self, value: Any) -> str:
+        try:
+            key = (type(value), value)
+            hash(key)
+        except TypeError:
+            key = (type(value), id(value))
+        name = self._const_ids.get(key)
+        if name is None:
+            name = f"K{len(self.consts)}"
+            self.consts[name] = value
+            self._const_ids[key] = name
+        return name
+
+    # ---- driver -----------------------------------------------------------------------
+    def compile(self) -> CompiledCode:
+        ordered = sorted(self.checked.rules, key=lambda r: (-r.rule.priority, r.file_index, r.position))
+        compiled: list[CompiledRule] = []
+        for index, checked in enumerate(ordered):
+            rule = checked.rule
+            cr = CompiledRule(rule.name, rule.priority, rule.disabled, rule.loc, checked.events, rule.trigger, rule,
+                              (-rule.priority, checked.file_index, checked.position))
+            compiled.append(cr)
+            cr._sources["why"] = self._capture(lambda: self._emit_why(checked))
+            if self.trace:
+                cr.trace_nodes = TraceNodes()
+                cr._sources["trace"] = self._capture(lambda: self._emit_trace(checked, cr.trace_nodes))
+            cr._sources["act"] = self._capture(lambda: self._emit_actions(checked, cr))
+        by_event: dict[str, list[int]] = {}
+        for index, cr in enumerate(compiled):
+            if cr.disabled:
+                continue
+            for name in cr.events or trigger_keys(cr):
+                by_event.setdefault(name, []).append(index)
+        namespace = dict(RUNTIME_NAMESPACE)
+        namespace.update(self.consts)
+        plans: dict[str, EventPlan] = {}
+        for event, indexes in by_event.items():
+            # One compile() per event keeps the peak memory of CPython's compiler small.
+            self.lines = []
+            rules = [ordered[i] for i in indexes]
+            self._emit_match(rules)
+            source = "\n".join(self.lines) + "\n"
+            exec(compile(source, f"<match {event!r}>", "exec"), namespace)  # noqa: S102 - generated code
+            value_sources: dict[tuple[int, int], tuple[list[str], str]] = {}
+            snapshot: list[str] = []
+            why_source = self._capture(lambda: snapshot.extend(self._emit_match_why(rules, value_sources)))
+            plans[event] = EventPlan(event, tuple(compiled[i] for i in indexes), namespace.pop("match"),
+                                     source, why_source, namespace,
+                                     value_sources=value_sources, snapshot_names=tuple(snapshot),
+                                     uses_now=any(self._uses_now(r.rule) for r in rules),
+                                     reads=self._order_reads(rules), names=tuple(r.rule.name for r in rules))
+        namespace.update(self.consts)  # the constants the match functions added
+        for cr in compiled:
+            cr._namespace = namespace
+        return CompiledCode(compiled, plans)
+
+    def _facts(self, node: ast.Node) -> tuple[bool, frozenset[str] | None, frozenset[str]]:
+        """One walk over a tree: (calls now() itself, the order fields it reads or None when the whole
+        order is passed along, the lets it uses)."""
+        uses_now, fields, lets = False, set(), set()
+        objects = set()
+        nodes = list(ast.walk(node))
+        for sub in nodes:
+            if isinstance(sub, (ast.Attr, ast.Index)) and isinstance(sub.obj, ast.Name):
+                objects.add(id(sub.obj))
+        whole = False
+        for sub in nodes:
+            if isinstance(sub, ast.Call):
+                uses_now = uses_now or sub.func == "now"
+                if sub.func in self.checked.lets:
+                    lets.add(sub.func)
+            elif isinstance(sub, ast.Name):
+                if sub.id in self.checked.lets:
+                    lets.add(sub.id)
+                elif sub.id == "order" and id(sub) not in objects:
+                    whole = True
+            elif isinstance(sub, (ast.Attr, ast.Index)) and isinstance(sub.obj, ast.Name) and sub.obj.id == "order":
+                key = sub.name if isinstance(sub, ast.Attr) else getattr(sub.key, "value", None)
+                if isinstance(key, str):
+                    fields.add(key)
+                else:
+                    whole = True
+        return uses_now, None if whole else frozenset(fields), frozenset(lets)
+
+    def _let_facts(self, name: str) -> tuple[bool, frozenset[str] | None]:
+        """Whether a let (through the lets it uses) calls now(), and the order fields it reads."""
+        cached = self._let_fact_cache.get(name)
+        if cached is not None:
+            return cached
+        self._let_fact_cache[name] = (False, frozenset())  # a cycle (a check error) ends here
+        uses_now, fields, lets = self._facts(self.checked.lets[name].body)
+        for other in lets:
+            other_now, other_fields = self._let_facts(other)
+            uses_now = uses_now or other_now
+            fields = None if fields is None or other_fields is None else fields | other_fields
+        self._let_fact_cache[name] = (uses_now, fields)
+        return uses_now, fields
+
+    def _uses_now(self, rule: ast.Rule) -> bool:
+        """Whether a rule (its condition or its actions) calls now(), directly or through a let."""
+        uses_now, _, lets = self._facts(rule)
+        return uses_now or any(self._let_facts(name)[0] for name in lets)
+
+    def _order_reads(self, rules: list[CheckedRule]) -> frozenset[str] | None:
+        """The order's top-level fields these rules' conditions can read; None when that can't be told
+        (the whole order passed along).  An action that changes only other fields leaves the
+        conditions' results valid, so the engine need not evaluate them again."""
+        fields: set[str] = set()
+        for checked in rules:
+            if checked.rule.condition is None:
+                continue
+            _, read, lets = self._facts(checked.rule.condition)
+            for name in lets:
+                read = None if read is None or self._let_facts(name)[1] is None else read | self._let_facts(name)[1]
+            if read is None:
+                return None
+            fields |= read
+        return frozenset(fields)
+
+    def _capture(self, emit: Callable[[], None]) -> str:
+        """The source a per-rule emitter writes, kept apart from the shared match functions."""
+        saved = self.lines
+        self.lines = []
+        try:
+            emit()
+            return "\n".join(self.lines) + "\n"
+        finally:
+            self.lines = saved
+
+    def _line(self, text: str, loc: ast.Loc | None = None) -> None:
+        """One line of generated code; a line that stands for rule text says where (``# file:line:col``),
+        so the generated source (``EventPlan.source``, ``CompiledRule.source``) reads against the rules."""
+        self.lines.append(f"{text}  # {loc}" if loc is not None and loc.line else text)
+
+    def _typer(self, checked: CheckedRule) -> Typer:
+        if checked.typer is None:
+            checked.typer = Typer(self.checked.lets, self._sink, checked.scope)
+        return checked.typer
+
+    def _env(self, checked: CheckedRule) -> dict[str, str]:
+        return {name: name for name in ROOTS}
+
+    def helper_name(self) -> str:
+        self._helper_count += 1
+        return f"_loop{self._helper_count}"
+
+    def _head(self, fn: FunctionBuilder, signature: str, loc: ast.Loc | None = None) -> None:
+        """A generated function's helpers, its ``def`` line and its hoisted reads."""
+        for helper in fn.helpers:
+            for line in helper.splitlines():
+                self._line(line)
+        self._line(f"def {signature}:", loc)
+        for read in fn.read_lines:
+            self._line("    " + read)
+
+    # ---- conditions ---------------------------------------------------------------------
+    def _condition_code(self, checked: CheckedRule, fn: FunctionBuilder) -> str:
+        """A rule's condition as one expression, its top-level clauses cheap first."""
+        ec = ExprCompiler(self, self._typer(checked), fn)
+        parts = [ec.bool(part, checked.scope, self._env(checked)) for _, part in cheap_first(checked.rule.condition)]
+        return parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
+
+    def _clauses(self, checked: CheckedRule, fn: FunctionBuilder) -> list[tuple[int, list[str], str, str, ast.Loc]]:
+        """(written index, setup lines, test, captured values, location) of each top-level clause of a
+        condition, in evaluation order: cheap clauses first (see ``cheap_first``)."""
+        cond = checked.rule.condition
+        if cond is None:
+            return []
+        ec = ExprCompiler(self, self._typer(checked), fn)
+        return [(index,) + ec.clause_check(part, checked.scope, self._env(checked)) + (part.loc,)
+                for index, part in cheap_first(cond)]
+
+    def _emit_trace(self, checked: CheckedRule, nodes: TraceNodes) -> None:
+        cond = checked.rule.condition
+        self._line("def trace(order, event, store, now, tr, tq):", checked.rule.loc)
+        if cond is None:
+            self._line("    return True")
+            return
+        ec = ExprCompiler(self, self._typer(checked), FunctionBuilder(hoist=False), trace=nodes)
+        self._line(f"    return {ec.bool(cond, checked.scope, self._env(checked))}", cond.loc)
+
+    def _emit_why(self, checked: CheckedRule) -> None:
+        fn = FunctionBuilder(hoist=True)
+        clauses = self._clauses(checked, fn)
+        self._head(fn, "why(order, event, store, now)", checked.rule.loc)
+        for index, setup, test, values, loc in clauses:
+            for line in setup:
+                self._line("    " + line, loc)
+            self._line(f"    if not {test}: return ({index}, {values})", loc)
+        self._line("    return None")
+
+    def _emit_match_why(self, rules: list[CheckedRule],
+                        value_sources: dict[tuple[int, int], tuple[list[str], str]]) -> list[str]:
+        """``match`` that also notes each missed rule's deciding clause (an int: no allocation) and
+        returns a snapshot of its locals, from which ``EventPlan.values`` recomputes what the clause
+        compared.  Returns the snapshot's names."""
+        fn = FunctionBuilder(hoist=True)
+        body: list[tuple[str, ast.Loc | None]] = []
+        for position, checked in enumerate(rules):
+            clauses = self._clauses(checked, fn)
+            if not clauses:
+                body.append((f"    hit({position})", checked.rule.loc))
+                continue
+            body.append(("    while True:", checked.rule.loc))
+            for index, setup, test, values, loc in clauses:
+                body.extend((f"        {line}", loc) for line in setup)
+                body.append((f"        if not {test}: missed[{position}] = {index}; break", loc))
+                value_sources[(position, index)] = (setup, values)
+            body.append((f"        hit({position}); break", None))
+        snapshot = list(fn.reads.values()) + list(fn.shared.values()) + ["now"]
+        self._head(fn, "match_why(order, event, store, now)")
+        self._line("    fired = []")
+        self._line("    hit = fired.append")
+        self._line("    missed = {}")
+        for text, loc in body:
+            self._line(text, loc)
+        self._line(f"    return fired, missed, ({', '.join(snapshot)},)")
+        return snapshot
+
+    def _emit_match(self, rules: list[CheckedRule]) -> None:
+        fn = FunctionBuilder(hoist=True)
+        body: list[tuple[str, ast.Loc]] = []
+        for position, checked in enumerate(rules):
+            cond = checked.rule.condition
+            if cond is None:
+                body.append((f"    hit({position})", checked.rule.loc))
+                continue
+            body.append((f"    if {self._condition_code(checked, fn)}: hit({position})", cond.loc))
+        self._head(fn, "match(order, event, store, now)")
+        self._line("    fired = []")
+        self._line("    hit = fired.append")
+        for text, loc in body:
+            self._line(text, loc)
+        self._line("    return fired")
+
+    # ---- actions --------------------------------------------------------------------------
+    def _emit_actions(self, checked: CheckedRule, cr: CompiledRule) -> None:
+        self._line("def act(run, order, event, store, now):", checked.rule.loc)
+        typer = self._typer(checked)
+        self._statements(checked.rule.actions, checked.scope, self._env(checked), "None", 1, typer, cr)
+        self._line("    return None")
+
+    def _statements(self, statements, scope: Scope, env: dict[str, str], item: str, depth: int, typer: Typer,
+                    cr: CompiledRule) -> None:
+        pad = "    " * depth
+        for stmt in statements:
+            fn = FunctionBuilder(hoist=False)
+            ec = ExprCompiler(self, typer, fn)
+            if isinstance(stmt, ast.ForBlock):
+                elem = typer.element_type(stmt.iterable, scope)
+                var = f"_b{depth}_{stmt.var}"
+                iterable = ec.iterable(stmt.iterable, scope, env)
+                inner_scope = scope.bind(stmt.var, Binding("binder", elem))
+                inner_env = dict(env, **{stmt.var: var})
+                self._line(f"{pad}for {var} in {iterable}:", stmt.loc)
+                if stmt.cond is not None:
+                    cond = ExprCompiler(self, typer, fn).bool(stmt.cond, inner_scope, inner_env)
+                    self._line(f"{pad}    if not ({cond}): continue", stmt.cond.loc)
+                if not stmt.body:
+                    self._line(f"{pad}    pass")  # an empty for block is a warning, not an error
+                self._statements(stmt.body, inner_scope, inner_env, var, depth + 1, typer, cr)
+                continue
+            spec = self.actions[stmt.name]
+            slot = len(cr.slots)
+            cr.slots.append(ActionSlot(spec, stmt))
+            params = []
+            for arg in stmt.args:
+                if isinstance(arg.value, ast.StringLit) and is_template(arg.value.value):
+                    value = self.const(compile_template(arg.value.value))
+                else:
+                    value = ec.expr(arg.value, scope, env)
+                params.append(f"{arg.name!r}: {value}")
+            binders = [f"{name!r}: {code}" for name, code in env.items() if name not in ROOTS]
+            names = "{" + ", ".join(binders) + "}" if binders else "None"
+            self._line(f"{pad}run.call({slot}, {{{', '.join(params)}}}, {item}, {names})", stmt.loc)
+
+
+def button_key(label: str) -> str:
+    """The plan key of the rules a button runs (labels match case-insensitively)."""
+    return f"button:{label.casefold()}"
+
+
+def schedule_key(rule_name: str) -> str:
+    """The plan key of one scheduled rule (each runs on its own timer)."""
+    return f"schedule:{rule_name}"
+
+
+def trigger_keys(rule: CompiledRule) -> tuple[str, ...]:
+    if isinstance(rule.trigger, ast.ButtonTrigger):
+        return (button_key(rule.trigger.label),)
+    if isinstance(rule.trigger, ast.EveryTrigger):
+        return (schedule_key(rule.name),)
+    return ()

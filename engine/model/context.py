@@ -1,0 +1,102 @@
+"""What an action works with: the incoming event, the action context, and the errors an action raises."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+UTC = _dt.timezone.utc
+
+
+@dataclass
+class Event:
+    """One thing that happened to one order: the input of ``Engine.process``."""
+
+    name: str
+    order: dict[str, Any]
+    payload: dict[str, Any] = field(default_factory=dict)
+    store: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+
+    @property
+    def namespace(self) -> dict[str, Any]:
+        """What rules see as ``event``: the payload's fields and ``name``."""
+        return {"name": self.name, **self.payload}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Event":
+        """An event from section 8's input shape; a bare order is "Order is Imported"."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        if "event" not in data:
+            return cls("Order is Imported", data)
+        order = data.get("order")
+        if not isinstance(order, dict):
+            raise ValueError('an event needs an "order" object')
+        name = data["event"]
+        if not isinstance(name, str):
+            raise ValueError('"event" must be a string')
+        payload = data.get("payload") or {}
+        if not isinstance(payload, dict):
+            raise ValueError('"payload" must be an object')
+        store = data.get("store") or {}
+        if isinstance(store, str):
+            store = {"name": store}
+        if not isinstance(store, dict):
+            raise ValueError('"store" must be a name or an object')
+        event_id = data.get("id")
+        return cls(name, order, payload, store, str(event_id) if event_id is not None else None)
+
+
+@dataclass
+class Emitted:
+    """An event an action asked for; processed after the current event's rules."""
+
+    name: str
+    payload: dict[str, Any]
+    order: dict[str, Any] | None = None  # another order (split, copy); None means the same order
+
+
+class ActionContext:
+    """What an action implementation may touch."""
+
+    __slots__ = ("order", "item", "event", "store", "dry_run", "emitted", "stopped", "changed", "_clock")
+
+    def __init__(
+        self,
+        order: dict[str, Any],
+        event: Event,
+        store: dict[str, Any],
+        *,
+        item: dict[str, Any] | None = None,
+        dry_run: bool = False,
+        clock: Callable[[], _dt.datetime] | None = None,
+    ) -> None:
+        self.order = order
+        self.item = item
+        self.event = event
+        self.store = store
+        self.dry_run = dry_run
+        self.emitted: list[Emitted] = []
+        self.stopped = False
+        self.changed = False
+        self._clock = clock or utcnow
+
+    def emit(self, name: str, payload: dict[str, Any] | None = None, order: dict[str, Any] | None = None) -> None:
+        self.emitted.append(Emitted(name, payload or {}, order))
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def now(self) -> _dt.datetime:
+        return self._clock()
+
+
+def utcnow() -> _dt.datetime:
+    return _dt.datetime.now(UTC).replace(microsecond=0)
+
+
+class ActionError(Exception):
+    """An action could not be carried out; the message goes into the decision."""

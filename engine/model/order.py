@@ -1,0 +1,445 @@
+"""The order model: Order Desk's order JSON (API v2) validated into ruledesk's runtime representation.
+
+Runtime representation (what ``parse_order`` returns and compiled rules read):
+plain dicts and lists; every declared field present; numbers are ``int`` (counts) or
+``decimal.Decimal`` (money, weights; and any JSON float anywhere, extras included) -- never
+``float``; dates are timezone-aware UTC ``datetime``; ids are ``str``; unknown fields kept.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from ruledesk.grammar.diagnostics import closest
+from ruledesk.engine.model.types import Record, Scalar, record_of_model
+
+UTC = _dt.timezone.utc
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class OrderError(ValueError):
+    """An order, or a value for one of its fields, that does not fit the order model."""
+
+
+# --- coercions ------------------------------------------------------------------------------
+
+
+def _to_decimal(value: Any) -> Decimal | None:
+    """A number, exactly: JSON numbers, numeric strings and floats (via their shortest repr)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise ValueError(f"expected a number, got {type(value).__name__}")
+    try:
+        number = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
+    except InvalidOperation:
+        raise ValueError(f"not a number: {value!r}") from None
+    if not number.is_finite():
+        raise ValueError(f"not a finite number: {value!r}")
+    return number
+
+
+def _to_int(value: Any) -> int | None:
+    number = _to_decimal(value)
+    if number is None:
+        return None
+    if number != number.to_integral_value():
+        raise ValueError(f"not a whole number: {value!r}")
+    return int(number)
+
+
+def _to_datetime(value: Any) -> _dt.datetime | None:
+    """A UTC datetime from Order Desk's "YYYY-MM-DD HH:MM:SS", ISO 8601 or a datetime; naive means UTC.
+
+    Empty strings and Order Desk's zero date ("0000-00-00 ...") mean no date.
+    """
+    if value is None or (isinstance(value, str) and (not value.strip() or value.startswith("0000-00-00"))):
+        return None
+    if isinstance(value, str):
+        try:
+            value = _dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"not a date: {value!r} (expected YYYY-MM-DD HH:MM:SS or ISO 8601)") from None
+    if not isinstance(value, _dt.datetime):
+        raise ValueError(f"expected a date, got {type(value).__name__}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _empty_map(value: Any) -> Any:
+    """Order Desk writes an empty object as ``[]`` (PHP) and sometimes as null."""
+    return {} if value is None or value == [] else value
+
+
+def _empty_list(value: Any) -> Any:
+    return [] if value is None else value
+
+
+def _folder(value: Any) -> Any:
+    return "New" if value is None or value == "" else value
+
+
+Money = Annotated[Decimal | None, BeforeValidator(_to_decimal)]
+Count = Annotated[int | None, BeforeValidator(_to_int)]
+Timestamp = Annotated[_dt.datetime | None, BeforeValidator(_to_datetime)]
+
+
+def parse_datetime(text: str) -> _dt.datetime | None:
+    """A date as rules and Order Desk write it (``date("2026-11-23")``), UTC; None if it is not one."""
+    try:
+        return _to_datetime(text)
+    except ValueError:
+        return None
+Map = Annotated[dict[str, Any], BeforeValidator(_empty_map)]
+
+
+def _map() -> Any:
+    return Field(default_factory=dict)
+
+
+def _list() -> Any:
+    return Field(default_factory=list)
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+class OrderDeskModel(BaseModel):
+    """Base of the Order Desk records: extra fields are kept, numbers are accepted where text is due."""
+
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+
+
+class Address(OrderDeskModel):
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    address1: str | None = None
+    address2: str | None = None
+    address3: str | None = None
+    address4: str | None = None
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+    phone: str | None = None
+
+
+class OrderItem(OrderDeskModel):
+    id: str | None = None
+    name: str | None = None
+    price: Money = None
+    quantity: Count = None
+    weight: Money = None
+    code: str | None = None
+    delivery_type: str | None = None
+    category_code: str | None = None
+    variation_list: Annotated[dict[str, str], BeforeValidator(_empty_map)] = _map()
+    metadata: Map = _map()
+    date_added: Timestamp = None
+    date_updated: Timestamp = None
+
+
+class Shipment(OrderDeskModel):
+    id: str | None = None
+    order_id: str | None = None
+    store_id: str | None = None
+    tracking_number: str | None = None
+    carrier_code: str | None = None
+    shipment_method: str | None = None
+    weight: Money = None
+    cost: Money = None
+    status: str | None = None
+    tracking_url: str | None = None
+    print_status: str | None = None
+    date_shipped: Timestamp = None
+    date_added: Timestamp = None
+    label_format: str | None = None
+    label_image: str | None = None
+    label_source: str | None = None
+
+
+class Note(OrderDeskModel):
+    date_added: Timestamp = None
+    username: str | None = None
+    content: str | None = None
+
+
+class Order(OrderDeskModel):
+    id: str | None = None
+    email: str | None = None
+    shipping_method: str | None = None
+    quantity_total: Money = None
+    weight_total: Money = None
+    product_total: Money = None
+    shipping_total: Money = None
+    handling_total: Money = None
+    tax_total: Money = None
+    discount_total: Money = None
+    order_total: Money = None
+    cc_number_masked: str | None = None
+    cc_exp: str | None = None
+    processor_response: str | None = None
+    payment_type: str | None = None
+    payment_status: str | None = None
+    processor_balance: Money = None
+    refund_total: Money = None
+    customer_id: str | None = None
+    email_count: Count = None
+    ip_address: str | None = None
+    tag_color: str | None = None
+    tag_name: str | None = None
+    source_id: str | None = None
+    source_name: str | None = None
+    folder_id: str | None = None
+    folder: Annotated[str, BeforeValidator(_folder)] = "New"
+    date_added: Timestamp = None
+    date_updated: Timestamp = None
+    shipping: Annotated[Address, BeforeValidator(_empty_map)] = Field(default_factory=Address)
+    customer: Annotated[Address, BeforeValidator(_empty_map)] = Field(default_factory=Address)
+    return_address: Annotated[Address, BeforeValidator(_empty_map)] = Field(default_factory=Address)
+    checkout_data: Map = _map()
+    order_metadata: Map = _map()
+    discount_list: Annotated[list[dict[str, Any]], BeforeValidator(_empty_list)] = _list()
+    order_notes: Annotated[list[Note], BeforeValidator(_empty_list)] = _list()
+    order_items: Annotated[list[OrderItem], BeforeValidator(_empty_list)] = _list()
+    order_shipments: Annotated[list[Shipment], BeforeValidator(_empty_list)] = _list()
+
+
+class Store(OrderDeskModel):
+    id: str | None = None
+    name: str | None = None
+    settings: Map = _map()
+
+
+# --- static types ---------------------------------------------------------------------------
+
+
+def _closed_record(model: type[BaseModel], name: str) -> Record:
+    """The model's Record with unknown fields as check errors (so a typo gets a suggestion)."""
+    record = record_of_model(model, name)
+    object.__setattr__(record, "extra", None)
+    return record
+
+
+ADDRESS_TYPE = _closed_record(Address, "address")
+NOTE_TYPE = _closed_record(Note, "note")
+SHIPMENT_TYPE = _closed_record(Shipment, "shipment")
+ITEM_TYPE = _closed_record(OrderItem, "item")
+ORDER_TYPE = _closed_record(Order, "order")
+STORE_TYPE = record_of_model(Store, "store")
+
+
+# --- validation errors ----------------------------------------------------------------------
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "order"
+
+
+def _problem(error: Any) -> str:
+    if error["type"] == "value_error":
+        return error["msg"].removeprefix("Value error, ")
+    got = repr(error.get("input"))
+    return f"{error['msg'][:1].lower()}{error['msg'][1:]}, got {got[:60]}"
+
+
+def _describe(exc: ValidationError) -> str:
+    """A one-line account of a ValidationError: ``path: problem; ...``."""
+    problems = [f"{_path(e['loc'])}: {_problem(e)}" for e in exc.errors()]
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return "; ".join(problems[:3]) + more
+
+
+def _exact(value: Any) -> Any:
+    """``value`` with every float (in free-form maps and extra fields) made an exact Decimal.
+
+    Works in place on what ``model_dump`` just built; a float that is not a finite number raises
+    ValueError, and ``_float_path`` then finds where it is (errors are rare, the walk is hot)."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(item) in _CONTAINERS_AND_FLOAT:
+                value[key] = _exact(item)
+    elif kind is list:
+        for index, item in enumerate(value):
+            if type(item) in _CONTAINERS_AND_FLOAT:
+                value[index] = _exact(item)
+    elif kind is float:
+        return _to_decimal(value)
+    return value
+
+
+_CONTAINERS_AND_FLOAT = (dict, list, float)
+
+
+def _float_path(value: Any, path: str = "") -> str:
+    """Where the first non-finite float in ``value`` is, as ``a.b[2]``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _float_path(item, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _float_path(item, f"{path}[{index}]")
+            if found:
+                return found
+    elif isinstance(value, float) and not math.isfinite(value):
+        return path
+    return ""
+
+
+def _parse(model: type[BaseModel], raw: Any, what: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise OrderError(f"{what} must be a JSON object, got {type(raw).__name__}")
+    try:
+        validated = model.model_validate(raw)
+    except ValidationError as exc:
+        raise OrderError(f"invalid {what}: {_describe(exc)}") from exc
+    dumped = validated.model_dump()
+    try:
+        return _exact(dumped)
+    except ValueError as exc:
+        raise OrderError(f"{_float_path(dumped)}: {exc}") from None
+
+
+def parse_order(raw: dict[str, Any]) -> dict[str, Any]:
+    """Validate Order Desk order JSON into the runtime representation; ``OrderError`` if it does not fit."""
+    return _parse(Order, raw, "order")
+
+
+def parse_store(raw: dict[str, Any]) -> dict[str, Any]:
+    """Validate a store (id, name, settings, extras) into the runtime representation."""
+    return _parse(Store, raw, "store")
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def format_datetime(moment: _dt.datetime) -> str:
+    """Order Desk's date format, in UTC (a naive datetime is taken as UTC)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime(DATETIME_FORMAT)
+
+
+def _dump_decimal(number: Decimal) -> int | float | str:
+    if not number.is_finite():
+        return str(number)
+    if number == number.to_integral_value():
+        return int(number)
+    as_float = float(number)
+    return as_float if Decimal(repr(as_float)) == number else str(number)
+
+
+def dump_value(value: Any) -> Any:
+    """The JSON-able form of a runtime value; see ``dump_order``."""
+    if isinstance(value, dict):
+        return {key: dump_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [dump_value(item) for item in value]
+    if isinstance(value, Decimal):
+        return _dump_decimal(value)
+    if isinstance(value, _dt.datetime):
+        return format_datetime(value)
+    return value
+
+
+def dump_order(order: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-able form of a runtime order, losing no value.
+
+    Datetimes become "YYYY-MM-DD HH:MM:SS" (UTC).  A Decimal becomes an ``int`` when it is
+    whole; otherwise a JSON number (a ``float``) only when that float's repr -- the text
+    ``json.dumps`` writes -- denotes exactly the same value (``Decimal("12.50")`` -> ``12.5``);
+    otherwise a string of the Decimal (``"0.10000000000000000001"``).  ``parse_order`` reads
+    every one of these forms back to an equal value.
+    """
+    return dump_value(order)
+
+
+def to_json(value: Any, *, dumped: bool = False) -> str:
+    """Compact JSON of a runtime value (orders, decisions, payloads) dumped as ``dump_order`` does;
+    ``dumped=True`` when ``value`` is JSON-able already (``Decision.to_json()``): no second walk."""
+    return json.dumps(value if dumped else dump_value(value), separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+# --- setting one field ----------------------------------------------------------------------
+
+_NOT_SETTABLE = {
+    "id": "the {kind}'s id identifies it and cannot be changed",
+    "folder": 'the folder is changed with "Move to Folder" (which fires "Folder is Changed")',
+}
+
+
+@dataclass(frozen=True)
+class _FieldSetter:
+    """Which top-level scalar fields of a model "Set ... Field" may change, and their coercion."""
+
+    model: type[BaseModel]
+    record: Record
+
+    def settable(self) -> list[str]:
+        return sorted(
+            name
+            for name, kind in self.record.fields.items()
+            if isinstance(kind, Scalar) and name not in _NOT_SETTABLE
+        )
+
+    def problem(self, field: str) -> tuple[str, str | None] | None:
+        settable = self.settable()
+        if field in settable:
+            return None
+        kind = self.record.name
+        if field in self.record.fields and field in _NOT_SETTABLE:
+            return _NOT_SETTABLE[field].format(kind=kind), None
+        hits = closest(field, settable)
+        suggestion = hits[0] if hits else None
+        if field in self.record.fields:
+            message = f"{kind} field {field!r} has type {self.record.fields[field]}; only single values can be set"
+            return message, suggestion
+        return f"{kind} has no field {field!r}", suggestion
+
+    def validate(self, field: str, value: Any) -> Any:
+        problem = self.problem(field)
+        if problem is not None:
+            message, suggestion = problem
+            raise OrderError(message + (f" (did you mean {suggestion!r}?)" if suggestion else ""))
+        try:
+            return getattr(self.model.model_validate({field: value}), field)
+        except ValidationError as exc:
+            raise OrderError(_describe(exc)) from exc
+
+
+_ORDER_FIELDS = _FieldSetter(Order, ORDER_TYPE)
+_ITEM_FIELDS = _FieldSetter(OrderItem, ITEM_TYPE)
+
+
+def order_field_problem(field: str) -> tuple[str, str | None] | None:
+    """Why "Set Order Field" cannot set ``field``: (message, closest settable field or None); None if it can."""
+    return _ORDER_FIELDS.problem(field)
+
+
+def item_field_problem(field: str) -> tuple[str, str | None] | None:
+    """Why "Set Item Field" cannot set ``field``: (message, closest settable field or None); None if it can."""
+    return _ITEM_FIELDS.problem(field)
+
+
+def validate_order_field(field: str, value: Any) -> Any:
+    """``value`` coerced for the order's top-level scalar ``field``; ``OrderError`` if either does not fit."""
+    return _ORDER_FIELDS.validate(field, value)
+
+
+def validate_item_field(field: str, value: Any) -> Any:
+    """``value`` coerced for an item's top-level scalar ``field``; ``OrderError`` if either does not fit."""
+    return _ITEM_FIELDS.validate(field, value)

@@ -1,0 +1,1 @@
+"""Running rules: the Engine (event -> result, no I/O), decisions and explanations."""

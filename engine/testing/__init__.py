@@ -1,0 +1,1 @@
+"""`ruledesk test`: rule test case files, the runner, results and reports, coverage."""
