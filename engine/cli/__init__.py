@@ -33,7 +33,8 @@ from ruledesk.grammar.diagnostics import Diagnostics
 from ruledesk.engine.run.engine import Decision, Engine, default_actions, default_events
 from ruledesk.engine.run.explain import DECIDING, FULL
 from ruledesk.engine.model.order import dump_value, to_json
-from ruledesk.engine.lang.ruleset import RulesetError, build_ruleset, check_sources, find_rule_files, format_diagnostics, read_sources
+from ruledesk.engine.lang.ruleset import (RulesetError, check_sources, format_diagnostics, load_ruleset,
+                                          read_rule_files)
 from ruledesk.engine.testing.cases import parse_now
 
 EXIT_OK = 0
@@ -104,7 +105,7 @@ def check(
     strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too.")] = False,
 ) -> None:
     """Parse and check every *.rules file under PATHS; report every problem at once (on stdout)."""
-    sources, diagnostics = _read_rule_files(paths)
+    sources, diagnostics = read_rule_files(paths or [DEFAULT_RULES])
     result, diagnostics = check_sources(sources, default_events(), default_actions(), diagnostics)
     rules = sum(isinstance(item, ast.Rule) for module in result.modules for item in module.items)
     errors, warnings = diagnostics.errors, diagnostics.warnings
@@ -119,16 +120,6 @@ def check(
                    f"{_count(len(errors), 'error')}, {_count(len(warnings), 'warning')}")
     if errors or (strict and warnings):
         raise typer.Exit(EXIT_ERRORS)
-
-
-def _read_rule_files(paths: list[str] | None) -> tuple[dict[str, str], Diagnostics]:
-    """The rule files under ``paths`` and their text; unreadable paths and empty directories are E110."""
-    diagnostics = Diagnostics()
-    paths = paths or [DEFAULT_RULES]
-    for path in paths:
-        if Path(path).is_dir() and not find_rule_files([path]):
-            diagnostics.error(ast.Loc(path, 0, 0), "E110", f"no *.rules files under {path}")
-    return read_sources(find_rule_files(paths), diagnostics), diagnostics
 
 
 # ---- fmt ---------------------------------------------------------------------------------------
@@ -158,7 +149,7 @@ def fmt(
             sys.stdout.write(formatted)
         raise typer.Exit(EXIT_ERRORS if check_only and formatted != text else EXIT_OK)
 
-    sources, diagnostics = _read_rule_files(paths)
+    sources, diagnostics = read_rule_files(paths or [DEFAULT_RULES])
     failed = bool(diagnostics)
     if failed:
         err.print(format_diagnostics(diagnostics.sorted(), sources))
@@ -259,18 +250,15 @@ def run(
 
 def _build_or_exit(rules: list[str] | None, events, catalogue, err: Console, *, trace: bool):
     """The checked ruleset, or the diagnostics on stderr and exit 1 (nothing runs on rules with errors)."""
-    sources, diagnostics = _read_rule_files(rules)
     try:
-        if diagnostics:
-            raise RulesetError(diagnostics.sorted(), sources)
-        ruleset = build_ruleset(sources, events, catalogue, trace=trace)
+        ruleset = load_ruleset(rules or [DEFAULT_RULES], events, catalogue, trace=trace)
     except RulesetError as exc:
         err.print(format_diagnostics(exc.diagnostics, exc.sources))
         errors = sum(d.is_error for d in exc.diagnostics)
         err.print(f"the rules have {_count(errors, 'error')}; nothing was run")
         raise typer.Exit(EXIT_ERRORS) from None
     if ruleset.diagnostics:
-        err.print(format_diagnostics(ruleset.diagnostics, sources))
+        err.print(format_diagnostics(ruleset.diagnostics, ruleset.sources))
     return ruleset
 
 

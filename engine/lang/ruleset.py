@@ -121,10 +121,25 @@ def build_ruleset(sources: dict[str, str], events: Catalogue[EventSpec], actions
                    tuple(diagnostics.sorted()), trace)
 
 
+def read_rule_files(paths: Iterable[str | os.PathLike[str]],
+                    diagnostics: Diagnostics | None = None) -> tuple[dict[str, str], Diagnostics]:
+    """The text of every ``*.rules`` file under ``paths``; a path that cannot be read, a directory
+    without rule files, or no rule file at all is error E110 (never an empty ruleset)."""
+    diagnostics = diagnostics if diagnostics is not None else Diagnostics()
+    paths = [str(path) for path in paths]
+    for path in paths:
+        if Path(path).is_dir() and not find_rule_files([path]):
+            diagnostics.error(ast.Loc(path, 0, 0), "E110", f"no *.rules files under {path}")
+    sources = read_sources(find_rule_files(paths), diagnostics)
+    if not sources and not diagnostics:
+        diagnostics.error(ast.Loc(", ".join(paths) or "<no paths>", 0, 0), "E110", "no rule files were given")
+    return sources, diagnostics
+
+
 def load_ruleset(paths: Iterable[str | os.PathLike[str]], events: Catalogue[EventSpec],
                  actions: Catalogue[ActionSpec], *, trace: bool = False) -> Ruleset:
-    diagnostics = Diagnostics()
-    sources = read_sources(find_rule_files(paths), diagnostics)
+    """The one way to build a ruleset from rule files and directories; RulesetError on any error."""
+    sources, diagnostics = read_rule_files(paths)
     if diagnostics:
         raise RulesetError(diagnostics.sorted(), sources)
     return build_ruleset(sources, events, actions, diagnostics, trace=trace)

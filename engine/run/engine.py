@@ -18,7 +18,7 @@ from ruledesk.grammar.diagnostics import closest
 from ruledesk.engine.lang.compiler import CompiledRule, button_key, schedule_key
 from ruledesk.engine.run.explain import DECIDING, FULL, LEVELS, OFF, Recorder, RuleOutcome, explain_lines
 from ruledesk.engine.model.order import OrderError, dump_order, dump_value, parse_order, parse_store
-from ruledesk.engine.lang.ruleset import Ruleset, build_ruleset, find_rule_files, load_ruleset, read_sources
+from ruledesk.engine.lang.ruleset import Ruleset, build_ruleset, load_ruleset
 from ruledesk.engine.model.context import ActionContext, ActionError, Emitted, Event, utcnow
 from ruledesk.engine.lang.templates import UserTemplate
 
@@ -480,5 +480,4 @@ def _register_builtins() -> None:
     import ruledesk.actions  # noqa: F401 - registers actions and integration events
 
 
-__all__ = ["Engine", "Decision", "ActionRecord", "EventError", "default_events", "default_actions",
-           "find_rule_files", "read_sources"]
+__all__ = ["Engine", "Decision", "ActionRecord", "EventError", "default_events", "default_actions"]

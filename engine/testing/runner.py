@@ -17,7 +17,7 @@ from ruledesk.grammar.diagnostics import Diagnostics, closest
 from ruledesk.engine.run.engine import Decision, Engine, default_actions, default_events
 from ruledesk.engine.run.explain import FULL, deciding_line
 from ruledesk.engine.model.order import dump_value
-from ruledesk.engine.lang.ruleset import Ruleset, RulesetError, build_ruleset, find_rule_files, format_diagnostics, read_sources
+from ruledesk.engine.lang.ruleset import Ruleset, RulesetError, build_ruleset, format_diagnostics, load_ruleset
 from ruledesk.engine.model.context import utcnow
 from ruledesk.engine.testing.cases import (ActionExpectation, Case, CaseLines, CheckErrorExpectation, Expectations, action_text,
                         find_test_files, load_cases, quote, value_text)
@@ -61,7 +61,7 @@ def run_tests(rule_paths: Sequence[str], test_paths: Sequence[str] = (), *, patt
     engine: Engine | None = None
     if any(isinstance(c, Case) and c.spec.rules is None for c in loaded):
         try:
-            ruleset = _load_ruleset(rule_paths, events, actions)
+            ruleset = load_ruleset(rule_paths, events, actions, trace=True)
             engine = Engine(ruleset, events=events, actions=actions, clock=clock, explain=FULL)
             run.ruleset = ruleset
         except RulesetError as exc:
@@ -82,17 +82,6 @@ def run_tests(rule_paths: Sequence[str], test_paths: Sequence[str] = (), *, patt
         result.duration = time.perf_counter() - started
         run.results.append(result)
     return run
-
-
-def _load_ruleset(rule_paths: Sequence[str], events, actions) -> Ruleset:
-    diagnostics = Diagnostics()
-    for path in rule_paths:
-        if Path(path).is_dir() and not find_rule_files([path]):
-            diagnostics.error(ast.Loc(path, 0, 0), "E110", f"no *.rules files under {path}")
-    sources = read_sources(find_rule_files(rule_paths), diagnostics)
-    if diagnostics:
-        raise RulesetError(diagnostics.sorted(), sources)
-    return build_ruleset(sources, events, actions, diagnostics, trace=True)
 
 
 def _run_case(case: Case, engine: Engine | None, rules_error: RulesetError | None, events, actions,
