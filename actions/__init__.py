@@ -1,7 +1,19 @@
-"""The built-in action catalogue: importing this package registers every core and integration action and event."""
+"""The built-in actions and events: importing this package registers every core and integration action, event and job handler."""
 
 from ruledesk.engine.model import events
+from ruledesk.engine.model.catalogue import ACTIONS, EVENTS, ActionSpec, Catalogue, EventSpec
 
 from ruledesk.actions import folders, order, podos, shipments
 
-__all__ = ["events", "folders", "order", "podos", "shipments"]
+
+def builtin_events() -> Catalogue[EventSpec]:
+    """A copy of the built-in event catalogue (core and integrations)."""
+    return EVENTS.copy()
+
+
+def builtin_actions() -> Catalogue[ActionSpec]:
+    """A copy of the built-in action catalogue; register your own actions on it."""
+    return ACTIONS.copy()
+
+
+__all__ = ["builtin_actions", "builtin_events", "events", "folders", "order", "podos", "shipments"]

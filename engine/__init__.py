@@ -4,7 +4,7 @@ Embedding::
 
     from ruledesk.engine import Engine
     engine = Engine.from_paths("rules.d")
-    for decision in engine.process({"event": "Order is Imported", "order": {...}}):
+    for decision in engine.process({"event": "Order is Imported", "order": {...}}).decisions:
         print(decision.fired)
 """
 

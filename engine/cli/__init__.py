@@ -292,7 +292,7 @@ def _process_line(engine: Engine, line: str, dry_run: bool) -> list[Decision]:
     if not isinstance(data, dict):
         raise _Rejected(f"expected a JSON object (an event or an order), got {_json_kind(data)}")
     try:
-        return engine.process(data, dry_run=dry_run)
+        return engine.process(data, dry_run=dry_run).decisions
     except ValueError as exc:  # EventError, and Event.from_dict's complaints about the shape
         raise _Rejected(str(exc)) from None
     except Exception as exc:  # an engine bug must not end a long run: report it with the line and go on
@@ -526,7 +526,7 @@ def explain(
     engine = Engine(ruleset, events=events, actions=catalogue, clock=_fixed_clock(now),
                     explain=FULL if full else DECIDING)
     try:
-        decisions = engine.process(data, dry_run=True)
+        decisions = engine.process(data, dry_run=True).decisions
     except ValueError as exc:
         err.print(f"error: {name}: {exc}")
         raise typer.Exit(EXIT_USAGE) from None

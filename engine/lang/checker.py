@@ -16,7 +16,8 @@ from ruledesk.engine.model import types as T
 from ruledesk.engine.model.catalogue import ActionSpec, Catalogue, EventSpec
 from ruledesk.grammar.diagnostics import closest
 from ruledesk.grammar.diagnostics import Diagnostics, did_you_mean
-from ruledesk.engine.model.order import ORDER_TYPE, STORE_TYPE, parse_datetime
+from ruledesk.engine.model.order import ORDER_TYPE, parse_datetime
+from ruledesk.engine.model.settings import STORE_TYPE
 from ruledesk.engine.lang.templates import is_template, template_environment
 
 ROOTS = ("order", "event", "store")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from ruledesk.engine.model.context import ActionContext
 from ruledesk.grammar.diagnostics import closest
 
-if TYPE_CHECKING:
-    from ruledesk.engine.model.context import ActionContext
 
 
 class NoPayload(BaseModel):
@@ -46,17 +45,20 @@ class ActionSpec:
     """An action rules can call in ``then``.
 
     ``run(ctx, params)`` performs it: ``params`` is an instance of ``self.params``; it may
-    change ``ctx.order`` / ``ctx.item``, emit events through ``ctx.emit`` and return a dict
-    of details for the decision.  ``external`` actions leave the process (email, webhooks,
-    podOS): under dry-run they are recorded, not run.  ``mutates_order`` tells the engine the
-    order may have changed, so later rules' conditions are evaluated afresh.
+    change ``ctx.order`` / ``ctx.item``, emit events through ``ctx.emit`` (only those named in
+    ``emits``) and return a dict of details for the decision; it never does I/O.  An action with
+    a ``job`` kind is external (email, webhooks, podOS): running it records a job of that kind
+    with its rendered parameters (status "scheduled", or "dry-run" under dry run), which a job
+    runner performs after the result is committed; its ``run``, if any, does only what belongs
+    to the moment of scheduling (e.g. emitting "Order Scheduled to podOS").  ``mutates_order``
+    tells the engine the order may have changed, so later rules' conditions are evaluated afresh.
     """
 
     name: str
     params: type[BaseModel] = NoParams
-    run: Callable[["ActionContext", Any], "dict[str, Any] | None"] | None = None
+    run: Callable[[ActionContext, Any], "dict[str, Any] | None"] | None = None
     description: str = ""
-    external: bool = False
+    job: str | None = None  # the job kind of an external action; None: an order action
     mutates_order: bool = True
     emits: tuple[str, ...] = ()
     static_check: StaticCheck | None = None
@@ -64,6 +66,11 @@ class ActionSpec:
     needs_item: bool = False  # acts on the current item: only allowed inside a `for` block
     # The order's top-level fields the action may change; None means it can't say (any field).
     touches: tuple[str, ...] | None = None
+
+    @property
+    def external(self) -> bool:
+        """Whether the action leaves the process (it records a job instead of running inline)."""
+        return self.job is not None
 
 
 T = TypeVar("T", EventSpec, ActionSpec)
@@ -126,7 +133,7 @@ def action(
     params: type[BaseModel] = NoParams,
     *,
     description: str = "",
-    external: bool = False,
+    job: str | None = None,
     mutates_order: bool = True,
     emits: tuple[str, ...] = (),
     static_check: StaticCheck | None = None,
@@ -139,7 +146,7 @@ def action(
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         summary = description or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
         ACTIONS.register(
-            ActionSpec(name, params, fn, summary, external, mutates_order, emits, static_check, source, needs_item,
+            ActionSpec(name, params, fn, summary, job, mutates_order, emits, static_check, source, needs_item,
                        touches)
         )
         return fn

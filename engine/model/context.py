@@ -57,12 +57,13 @@ class Emitted:
     name: str
     payload: dict[str, Any]
     order: dict[str, Any] | None = None  # another order (split, copy); None means the same order
+    store: str | None = None  # the store of that other order; None means the emitting order's store
 
 
 class ActionContext:
     """What an action implementation may touch."""
 
-    __slots__ = ("order", "item", "event", "store", "dry_run", "emitted", "stopped", "changed", "_clock")
+    __slots__ = ("order", "item", "event", "store", "emitted", "stopped", "changed", "_clock")
 
     def __init__(
         self,
@@ -71,21 +72,23 @@ class ActionContext:
         store: dict[str, Any],
         *,
         item: dict[str, Any] | None = None,
-        dry_run: bool = False,
         clock: Callable[[], _dt.datetime] | None = None,
     ) -> None:
         self.order = order
         self.item = item
         self.event = event
         self.store = store
-        self.dry_run = dry_run
         self.emitted: list[Emitted] = []
         self.stopped = False
         self.changed = False
         self._clock = clock or utcnow
 
-    def emit(self, name: str, payload: dict[str, Any] | None = None, order: dict[str, Any] | None = None) -> None:
-        self.emitted.append(Emitted(name, payload or {}, order))
+    def emit(self, name: str, payload: dict[str, Any] | None = None, order: dict[str, Any] | None = None,
+             store: str | None = None) -> None:
+        """Ask for an event: for this order, or for ``order`` (a split or copied one) in ``store``
+        (None: the store of the order that emitted it).  The engine checks it against the action's
+        declared ``emits`` and the event's payload model."""
+        self.emitted.append(Emitted(name, payload or {}, order, store))
 
     def stop(self) -> None:
         self.stopped = True

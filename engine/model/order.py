@@ -212,12 +212,6 @@ class Order(OrderDeskModel):
     order_shipments: Annotated[list[Shipment], BeforeValidator(_empty_list)] = _list()
 
 
-class Store(OrderDeskModel):
-    id: str | None = None
-    name: str | None = None
-    settings: Map = _map()
-
-
 # --- static types ---------------------------------------------------------------------------
 
 
@@ -233,7 +227,6 @@ NOTE_TYPE = _closed_record(Note, "note")
 SHIPMENT_TYPE = _closed_record(Shipment, "shipment")
 ITEM_TYPE = _closed_record(OrderItem, "item")
 ORDER_TYPE = _closed_record(Order, "order")
-STORE_TYPE = record_of_model(Store, "store")
 
 
 # --- validation errors ----------------------------------------------------------------------
@@ -316,11 +309,6 @@ def _parse(model: type[BaseModel], raw: Any, what: str) -> dict[str, Any]:
 def parse_order(raw: dict[str, Any]) -> dict[str, Any]:
     """Validate Order Desk order JSON into the runtime representation; ``OrderError`` if it does not fit."""
     return _parse(Order, raw, "order")
-
-
-def parse_store(raw: dict[str, Any]) -> dict[str, Any]:
-    """Validate a store (id, name, settings, extras) into the runtime representation."""
-    return _parse(Store, raw, "store")
 
 
 # --- output ---------------------------------------------------------------------------------

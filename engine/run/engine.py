@@ -1,99 +1,36 @@
-"""The Engine: runs a compiled Ruleset against events, cascades emitted events, returns decisions."""
+"""The Engine: runs a compiled Ruleset against one incoming event and everything it emits; returns a Result (no I/O)."""
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import os
 import threading
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ruledesk.grammar import ast
-from ruledesk.engine.model.catalogue import ACTIONS, EVENTS, ActionSpec, Catalogue, EventSpec
-from ruledesk.grammar.diagnostics import closest
 from ruledesk.engine.lang.compiler import CompiledRule, button_key, schedule_key
-from ruledesk.engine.run.explain import DECIDING, FULL, LEVELS, OFF, Recorder, RuleOutcome, explain_lines
-from ruledesk.engine.model.order import OrderError, dump_order, dump_value, parse_order, parse_store
 from ruledesk.engine.lang.ruleset import Ruleset, build_ruleset, load_ruleset
-from ruledesk.engine.model.context import ActionContext, ActionError, Emitted, Event, utcnow
 from ruledesk.engine.lang.templates import UserTemplate
+from ruledesk.engine.model.catalogue import ActionSpec, Catalogue, EventSpec
+from ruledesk.engine.model.context import ActionContext, ActionError, Emitted, Event, utcnow
+from ruledesk.engine.model.jobs import Job, job_key
+from ruledesk.engine.model.order import OrderError, dump_order, parse_order
+from ruledesk.engine.model.settings import StoreSettings, store_settings
+from ruledesk.engine.run.decision import (_MISSED, _ONE, _SKIPPED, ActionRecord, Decision, EmittedEvent, OrderRef,
+                                          Result)
+from ruledesk.engine.run.explain import DECIDING, FULL, LEVELS, OFF, Recorder
+from ruledesk.grammar import ast
+from ruledesk.grammar.diagnostics import closest
 
 
 class EventError(ValueError):
-    """An incoming event cannot be processed (unknown event, malformed order or payload)."""
-
-
-@dataclass
-class ActionRecord:
-    rule: str
-    action: str
-    params: dict[str, Any]
-    status: str  # "done" | "dry-run" | "failed" | "scheduled"
-    error: str | None = None
-    detail: dict[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        data = {"rule": self.rule, "action": self.action, "params": dump_value(self.params),
-                "status": self.status, "error": self.error}
-        if self.detail:
-            data["detail"] = dump_value(self.detail)
-        return data
-
-
-@dataclass
-class Decision:
-    """What happened for one processed event (LANGUAGE.md section 8)."""
-
-    event: str
-    order_id: str | None
-    ruleset: str
-    fired: list[str] = field(default_factory=list)
-    actions: list[ActionRecord] = field(default_factory=list)
-    emitted: list[str] = field(default_factory=list)
-    order: dict[str, Any] = field(default_factory=dict)
-    depth: int = 0
-    event_id: str | None = None
-    cause: str | None = None  # the rule whose action emitted this event
-    stopped: dict[str, Any] | None = None
-    dry_run: bool = False
-    sources: dict[str, str] = field(default_factory=dict, repr=False)
-    # What the engine saw, recorded as cheaply as it can be (tuples, ranges of the shared match
-    # result); ``outcomes`` turns it into RuleOutcome objects when someone asks.
-    _log: list[tuple] = field(default_factory=list, repr=False)
-    _outcomes: list[RuleOutcome] | None = field(default=None, repr=False)
-
-    @property
-    def outcomes(self) -> list[RuleOutcome]:
-        """Every rule of the event in evaluation order, fired or not and why (see engine/explain.py)."""
-        if self._outcomes is None:
-            self._outcomes = [outcome for entry in self._log for outcome in _outcomes_of(entry)]
-        return self._outcomes
-
-    def explain(self, full: bool = False) -> list[str]:
-        """Readable lines: every rule of the event, fired or the clause that decided it did not."""
-        return explain_lines(self.outcomes, self.sources, full)
-
-    def to_json(self, explain: bool = False) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "event": self.event, "order_id": self.order_id, "ruleset": self.ruleset, "fired": list(self.fired),
-            "actions": [a.to_json() for a in self.actions], "emitted": list(self.emitted), "order": self.order,
-            "depth": self.depth,
-        }
-        if self.event_id is not None:
-            data["event_id"] = self.event_id
-        if self.cause is not None:
-            data["cause"] = self.cause
-        if self.stopped is not None:
-            data["stopped"] = self.stopped
-        if self.dry_run:
-            data["dry_run"] = True
-        if explain:
-            data["explain"] = [outcome.to_json(self.sources) for outcome in self.outcomes]
-        return data
+    """An incoming event cannot be processed (unknown event or store, malformed order or payload)."""
 
 
 @dataclass
@@ -101,44 +38,63 @@ class _Pending:
     name: str
     payload: dict[str, Any]
     order: dict[str, Any]
+    store: StoreSettings
+    store_view: dict[str, Any]
     depth: int
     chain: tuple[str, ...]
+    event_id: str
     cause: str | None = None
-    event_id: str | None = None
     plan_key: str | None = None  # a button's or a schedule's rules instead of the event's
+
+
+class _Cascade:
+    """The state of one incoming event's cascade: the result being built and the firing budget."""
+
+    __slots__ = ("result", "budget", "dry_run", "explain", "firing_limit_hit")
+
+    def __init__(self, result: Result, budget: int, dry_run: bool, explain: str) -> None:
+        self.result = result
+        self.budget = budget
+        self.dry_run = dry_run
+        self.explain = explain
+        self.firing_limit_hit = False
 
 
 class _Runner:
     """Runs the actions of one fired rule: the object generated ``act`` functions call."""
 
-    __slots__ = ("engine", "rule", "order", "event", "store", "records", "emitted", "stopped", "changed",
-                 "dry_run", "event_ns", "now", "touched")
+    __slots__ = ("engine", "rule", "pending", "order", "event", "records", "emitted", "stopped", "changed",
+                 "cascade", "event_ns", "now", "touched", "calls")
 
-    def __init__(self, engine: "Engine", rule: CompiledRule, order, event: Event, event_ns, store, dry_run, now):
+    def __init__(self, engine: "Engine", rule: CompiledRule, pending: _Pending, event: Event, event_ns,
+                 cascade: _Cascade, now) -> None:
         self.engine = engine
         self.rule = rule
-        self.order = order
+        self.pending = pending
+        self.order = pending.order
         self.event = event
         self.event_ns = event_ns
-        self.store = store
-        self.dry_run = dry_run
+        self.cascade = cascade
         self.now = now
         self.records: list[ActionRecord] = []
         self.emitted: list[Emitted] = []
         self.stopped = False
         self.changed = False
         self.touched: set[str] | None = set()  # top-level order fields changed; None: can't tell
+        self.calls: dict[int, int] = {}  # how many times each action slot ran in this firing
 
     def call(self, slot: int, params: dict[str, Any], item: dict[str, Any] | None,
              binders: dict[str, Any] | None = None) -> None:
         """Run one action: render its templates (with ``order``, ``item``, ``event``, ``store`` and the
-        enclosing ``for`` binders by name), validate its parameters, perform it or record it."""
+        enclosing ``for`` binders by name), validate its parameters, then run it on the order or,
+        for an external action, record its job."""
         spec: ActionSpec = self.rule.slots[slot].spec
+        occurrence = self.calls[slot] = self.calls.get(slot, 0) + 1
         record = ActionRecord(self.rule.name, spec.name, params, "done")
         self.records.append(record)
         for key, value in params.items():
             if isinstance(value, UserTemplate):
-                context = {"order": self.order, "item": item, "event": self.event_ns, "store": self.store}
+                context = {"order": self.order, "item": item, "event": self.event_ns, "store": self.pending.store_view}
                 if binders:
                     context.update(binders)
                 try:
@@ -152,35 +108,43 @@ class _Runner:
         except ValidationError as exc:
             record.status, record.error = "failed", _validation_message(exc)
             return
-        if spec.external and self.dry_run:
-            record.status = "dry-run"
-            return
-        if spec.run is None:
+        if spec.run is None and spec.job is None:
             record.status, record.error = "failed", f'action "{spec.name}" has no implementation'
             return
-        ctx = ActionContext(self.order, self.event, self.store, item=item, dry_run=self.dry_run,
+        ctx = ActionContext(self.order, self.event, self.pending.store_view, item=item,
                             clock=self.engine.clock if self.now is None else (lambda: self.now))
-        try:
-            detail = spec.run(ctx, model)
-        except ActionError as exc:
-            record.status, record.error = "failed", str(exc)
-            return
-        except Exception as exc:  # a broken action fails itself, never the engine (or a daemon) with it
-            record.status, record.error = "failed", f"{spec.name} failed unexpectedly: {type(exc).__name__}: {exc}"
-            self.changed, self.touched = True, None  # it may have changed anything before it failed
-            return
+        detail = None
+        if spec.run is not None:
+            try:
+                detail = spec.run(ctx, model)
+            except ActionError as exc:
+                record.status, record.error = "failed", str(exc)
+                return
+            except Exception as exc:  # a broken action fails itself, never the engine (or a daemon) with it
+                record.status, record.error = "failed", f"{spec.name} failed unexpectedly: {type(exc).__name__}: {exc}"
+                self.changed, self.touched = True, None  # it may have changed anything before it failed
+                return
         record.detail = detail or None
-        if ctx.changed or spec.mutates_order:
+        if ctx.changed or (spec.mutates_order and spec.job is None):
             self.changed = True
             if spec.touches is None:
                 self.touched = None
             elif self.touched is not None:
                 self.touched.update(spec.touches)
+        problem = self.engine._check_emitted(spec, ctx.emitted)
+        if problem is not None:
+            record.status, record.error = "failed", problem
+            return
         self.emitted.extend(ctx.emitted)
         if ctx.stopped:
             self.stopped = True  # the rule's other actions still run; the next rules do not
-        if detail and detail.get("status"):
-            record.status = detail["status"]
+        if spec.job is not None:
+            job = Job(spec.job, job_key(self.pending.event_id, self.rule.name, slot, occurrence), spec.name,
+                      self.rule.name, self.pending.event_id, _order_id(self.order), self.pending.store.name,
+                      model.model_dump(mode="json"))
+            record.job = job
+            record.status = "dry-run" if self.cascade.dry_run else "scheduled"
+            self.cascade.result.jobs.append(job)
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -192,7 +156,11 @@ def _validation_message(exc: ValidationError) -> str:
 
 
 class Engine:
-    """Runs rules.  ``Engine.from_paths("rules.d").process(event)`` returns every decision of the cascade.
+    """Runs rules.  ``Engine.from_paths("rules.d").process(event)`` returns the event's ``Result``.
+
+    ``process`` does no I/O: order actions change in-memory orders, external actions record jobs
+    that a job runner performs once the result is committed (``ruledesk.engine.jobs``).  Each
+    order in a cascade carries its own store, whose settings its rules see as ``store``.
 
     Thread-safe: the ruleset is immutable and each ``process`` call keeps its state on its own
     stack; concurrent calls on different orders need no lock.  ``reload`` swaps the ruleset
@@ -200,13 +168,15 @@ class Engine:
     """
 
     def __init__(self, ruleset: Ruleset, *, events: Catalogue[EventSpec] | None = None,
-                 actions: Catalogue[ActionSpec] | None = None, dry_run: bool = False,
-                 clock: Callable[[], _dt.datetime] | None = None, max_depth: int = 10, max_firings: int = 100,
-                 explain: str = DECIDING) -> None:
+                 actions: Catalogue[ActionSpec] | None = None, stores: Iterable[StoreSettings] | None = None,
+                 dry_run: bool = False, clock: Callable[[], _dt.datetime] | None = None, max_depth: int = 10,
+                 max_firings: int = 100, explain: str = DECIDING) -> None:
         self.ruleset = ruleset
         self.explain = explain
         self.events = events if events is not None else default_events()
         self.actions = actions if actions is not None else default_actions()
+        self.stores: dict[str, StoreSettings] = {store.name: store for store in stores or ()}
+        self._views: dict[str, dict[str, Any]] = {name: store.view() for name, store in self.stores.items()}
         self.dry_run = dry_run
         self.clock = clock or utcnow
         self.max_depth = max_depth
@@ -239,7 +209,8 @@ class Engine:
 
     # ---- input --------------------------------------------------------------------------
     def event(self, data: Event | dict[str, Any]) -> Event:
-        """Validate an incoming event: known name, a valid order, a payload of the event's model."""
+        """Validate an incoming event: known name, a valid order, a known store, a payload of the
+        event's model.  An event without an id gets one derived from its content."""
         try:
             event = data if isinstance(data, Event) else Event.from_dict(data)
         except ValueError as exc:
@@ -251,11 +222,32 @@ class Engine:
             raise EventError(f"unknown event {event.name!r}{hint}")
         try:
             order = parse_order(event.order)
-            store = parse_store(event.store)
         except OrderError as exc:
             raise EventError(str(exc)) from exc
+        store = self.store(event.store)
         payload = _validate_payload(spec, event.payload)
-        return Event(spec.name, order, payload, store, event.id)
+        event_id = event.id if event.id is not None else derived_event_id(spec.name, event.order, event.payload,
+                                                                          store.name)
+        return Event(spec.name, order, payload, store, event_id)
+
+    def store(self, given: StoreSettings | dict[str, Any] | str | None) -> StoreSettings:
+        """The settings of the store an event names: a configured store by name (an unknown name is
+        an EventError when stores are configured), or settings given with the event."""
+        if isinstance(given, str) and self.stores:
+            found = self.stores.get(given)
+            if found is None:
+                near = closest(given, list(self.stores))
+                raise EventError(f"unknown store {given!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+                                 + f"; configured stores: {', '.join(sorted(self.stores))}")
+            return found
+        try:
+            return store_settings(given)
+        except ValidationError as exc:
+            raise EventError(f"invalid store: {_validation_message(exc)}") from None
+
+    def _store_view(self, store: StoreSettings) -> dict[str, Any]:
+        view = self._views.get(store.name)
+        return view if view is not None and self.stores.get(store.name) is store else store.view()
 
     # ---- matching and processing ----------------------------------------------------------
     def match(self, data: Event | dict[str, Any], *, validated: bool = False) -> list[str]:
@@ -265,12 +257,14 @@ class Engine:
         if plan is None:
             return []
         names = plan.names
-        hits = plan.match(event.order, event.namespace, event.store, self.clock() if plan.uses_now else None)
+        store = event.store if isinstance(event.store, dict) else self._store_view(event.store)
+        hits = plan.match(event.order, event.namespace, store, self.clock() if plan.uses_now else None)
         return [names[i] for i in hits]
 
     def process(self, data: Event | dict[str, Any], *, dry_run: bool | None = None,
-                explain: str | None = None) -> list[Decision]:
-        """Process one incoming event and every event it emits; one decision per processed event.
+                explain: str | None = None) -> Result:
+        """Process one incoming event and every event it emits; the Result holds a decision per
+        processed event, the orders as they end, the jobs recorded and the events emitted.
 
         ``explain`` ("off", "deciding", "full"; default: the engine's) says how much of the why
         each decision records: "deciding" (the default) keeps, for every rule that did not fire,
@@ -278,8 +272,8 @@ class Engine:
         condition computed (the ruleset must be built with ``trace=True``)."""
         return self._cascade(self.event(data), None, dry_run, explain)
 
-    def press(self, label: str, data: dict[str, Any], *, store: dict[str, Any] | str | None = None,
-              dry_run: bool | None = None, explain: str | None = None) -> list[Decision]:
+    def press(self, label: str, data: dict[str, Any], *, store: StoreSettings | dict[str, Any] | str | None = None,
+              dry_run: bool | None = None, explain: str | None = None, event_id: str | None = None) -> Result:
         """Run the rules of ``when button "label"`` on one order (Order Desk's Custom Button)."""
         plan = self.ruleset.plan(button_key(label))
         if plan is None:
@@ -288,27 +282,32 @@ class Engine:
             raise EventError(f"no enabled rule has button {label!r}"
                              + (f" (did you mean {near[0]!r}?)" if near else ""))
         name = f'Button "{plan.rules[0].trigger.label}"'
-        return self._cascade(self._trigger_event(name, data, store), plan, dry_run, explain)
+        return self._cascade(self._trigger_event(name, data, store, event_id), plan, dry_run, explain)
 
-    def run_schedule(self, rule: str, data: dict[str, Any], *, store: dict[str, Any] | str | None = None,
-                     dry_run: bool | None = None, explain: str | None = None) -> list[Decision]:
+    def run_schedule(self, rule: str, data: dict[str, Any], *,
+                     store: StoreSettings | dict[str, Any] | str | None = None, dry_run: bool | None = None,
+                     explain: str | None = None, event_id: str | None = None) -> Result:
         """Run the scheduled rule ``rule`` (``when every D in folder "F"``) on one order; the caller
-        (the scheduler) picks the orders of the folder."""
+        (the scheduler) picks the orders of the folder and, for exactly-once runs, the event id of
+        the period (e.g. the rule, the order and the period's start)."""
         plan = self.ruleset.plan(schedule_key(rule))
         if plan is None:
             raise EventError(f"no enabled scheduled rule is named {rule!r}")
         trigger = plan.rules[0].trigger
         name = f'Every {trigger.every.raw} in folder "{trigger.folder}"'
-        return self._cascade(self._trigger_event(name, data, store), plan, dry_run, explain)
+        return self._cascade(self._trigger_event(name, data, store, event_id), plan, dry_run, explain)
 
-    def _trigger_event(self, name: str, order: dict[str, Any], store: dict[str, Any] | str | None) -> Event:
+    def _trigger_event(self, name: str, order: dict[str, Any], store: StoreSettings | dict[str, Any] | str | None,
+                       event_id: str | None) -> Event:
         try:
-            return Event(name, parse_order(order), {}, parse_store({"name": store} if isinstance(store, str)
-                                                                   else store or {}))
+            parsed = parse_order(order)
         except OrderError as exc:
             raise EventError(str(exc)) from exc
+        settings = self.store(store)
+        return Event(name, parsed, {}, settings,
+                     event_id if event_id is not None else derived_event_id(name, order, {}, settings.name))
 
-    def _cascade(self, event: Event, plan, dry_run: bool | None, explain: str | None) -> list[Decision]:
+    def _cascade(self, event: Event, plan, dry_run: bool | None, explain: str | None) -> Result:
         ruleset = self.ruleset
         dry = self.dry_run if dry_run is None else dry_run
         explain = self.explain if explain is None else explain
@@ -318,52 +317,85 @@ class Engine:
             raise ValueError("a full explanation needs a ruleset built with trace=True "
                              "(Engine.from_paths(..., explain='full'))")
         first_key = next((key for key, p in ruleset.plans.items() if p is plan), None)
-        queue: deque[_Pending] = deque([_Pending(event.name, event.payload, event.order, 0, (event.name,),
-                                                 None, event.id, first_key)])
-        decisions: list[Decision] = []
-        budget = [self.max_firings]
+        store: StoreSettings = event.store
+        result = Result(event.id)
+        result.orders[OrderRef(store.name, _order_id(event.order))] = event.order
+        result.stores[store.name] = store
+        cascade = _Cascade(result, self.max_firings, dry, explain)
+        queue: deque[_Pending] = deque([_Pending(event.name, event.payload, event.order, store, self._store_view(store),
+                                                 0, (event.name,), event.id, None, first_key)])
         while queue:
             pending = queue.popleft()
-            decision, emitted = self._run_event(ruleset, pending, event.store, dry, budget, explain)
-            decisions.append(decision)
-            if decision.stopped is not None and decision.stopped.get("reason", "").startswith("firing limit"):
-                queue.clear()
-                break
-            for rule_name, item in emitted:
+            decision, emitted = self._run_event(ruleset, pending, cascade)
+            result.decisions.append(decision)
+            for number, (rule_name, item) in enumerate(emitted, 1):
+                target = pending if item.order is None else None
+                order = pending.order if item.order is None else item.order
+                item_store = pending.store if item.store is None else self.store(item.store)
+                ref = OrderRef(item_store.name, _order_id(order))
+                result.orders.setdefault(ref, order)
+                result.stores.setdefault(item_store.name, item_store)
+                event_id = f"{pending.event_id}.{number}"
                 spec = self.events.get(item.name)
-                name = spec.name if spec is not None else item.name
-                chain = pending.chain + (rule_name, name)
-                if pending.depth + 1 > self.max_depth:
-                    decision.stopped = {"reason": f"depth limit {self.max_depth} reached; {name!r} was not processed",
-                                        "chain": list(chain)}
+                chain = pending.chain + (rule_name, spec.name)
+                processed = not cascade.firing_limit_hit and pending.depth + 1 <= self.max_depth
+                result.events.append(EmittedEvent(event_id, spec.name, ref, item.payload, rule_name, processed))
+                if cascade.firing_limit_hit:
                     continue
-                payload = _validate_payload(spec, item.payload) if spec is not None else dict(item.payload)
-                queue.append(_Pending(name, payload, item.order if item.order is not None else pending.order,
-                                      pending.depth + 1, chain, rule_name))
-        return decisions
+                if not processed:
+                    decision.stopped = {"reason": f"depth limit {self.max_depth} reached; "
+                                                  f"{spec.name!r} was not processed", "chain": list(chain)}
+                    continue
+                queue.append(_Pending(spec.name, item.payload, order, item_store,
+                                      pending.store_view if target is not None else self._store_view(item_store),
+                                      pending.depth + 1, chain, event_id, rule_name))
+            if cascade.firing_limit_hit:
+                queue.clear()
+        return result
 
-    def _run_event(self, ruleset: Ruleset, pending: _Pending, store: dict[str, Any], dry: bool,
-                   budget: list[int], explain: str) -> tuple[Decision, list[tuple[str, Emitted]]]:
+    def _check_emitted(self, spec: ActionSpec, emitted: list[Emitted]) -> str | None:
+        """Why the events an action emitted cannot be processed (an unknown or undeclared event, a
+        bad payload, an unknown store), or None; valid payloads are replaced by their validated form."""
+        for item in emitted:
+            event = self.events.get(item.name)
+            if event is None:
+                return f'{spec.name} emitted an unknown event "{item.name}"'
+            if event.name.casefold() not in {name.casefold() for name in spec.emits}:
+                return (f'{spec.name} emitted "{event.name}", which it does not declare '
+                        f"(it declares: {', '.join(spec.emits) or 'none'})")
+            item.name = event.name
+            try:
+                item.payload = _validate_payload(event, item.payload)
+            except EventError as exc:
+                return f"{spec.name} emitted {exc}"
+            if item.store is not None and isinstance(item.store, str) and self.stores and item.store not in self.stores:
+                return f'{spec.name} emitted "{event.name}" for an unknown store {item.store!r}'
+        return None
+
+    def _run_event(self, ruleset: Ruleset, pending: _Pending, cascade: _Cascade
+                   ) -> tuple[Decision, list[tuple[str, Emitted]]]:
         order = pending.order
         decision = Decision(pending.name, _order_id(order), ruleset.version, depth=pending.depth,
-                            event_id=pending.event_id, cause=pending.cause, dry_run=dry, sources=ruleset.sources)
+                            event_id=pending.event_id, cause=pending.cause, dry_run=cascade.dry_run,
+                            sources=ruleset.sources, store=pending.store.name)
         emitted: list[tuple[str, Emitted]] = []
         plan = ruleset.plan(pending.plan_key or pending.name)
         if plan is not None:
-            self._evaluate(plan, pending, order, store, dry, budget, explain, decision, emitted)
+            self._evaluate(plan, pending, cascade, decision, emitted)
         decision.order = dump_order(order)
         return decision, emitted
 
-    def _evaluate(self, plan, pending: _Pending, order, store, dry: bool, budget: list[int], explain: str,
-                  decision: Decision, emitted: list[tuple[str, Emitted]]) -> None:
+    def _evaluate(self, plan, pending: _Pending, cascade: _Cascade, decision: Decision,
+                  emitted: list[tuple[str, Emitted]]) -> None:
         """Run the event's rules in order; each condition sees the order as the earlier rules left it.
 
         While no action has changed the order, the shared ``match`` result stays valid; after a
         change the remaining rules are evaluated one by one.  With explanations on, every rule
         that does not fire gets its deciding clause, computed against the very state it saw."""
         now = self.clock() if plan.uses_now else None
+        order, store, explain = pending.order, pending.store_view, cascade.explain
         event_ns = {"name": pending.name, **pending.payload}
-        event = Event(pending.name, order, pending.payload, store, pending.event_id)
+        event = Event(pending.name, order, pending.payload, pending.store, pending.event_id)
         rules = plan.rules
         log = decision._log
         missed: dict[int, int] = {}
@@ -404,15 +436,16 @@ class Engine:
                     index += 1
                     continue
             rule = rules[index]
-            if budget[0] <= 0:
+            if cascade.budget <= 0:
+                cascade.firing_limit_hit = True
                 decision.stopped = {"reason": f"firing limit {self.max_firings} reached; rule {rule.name!r} "
                                               "and everything after it did not run",
                                     "chain": list(pending.chain) + [rule.name]}
                 if explain != OFF:
                     log.append((_SKIPPED, rules, index, "not run: firing limit"))
                 return
-            budget[0] -= 1
-            runner = _Runner(self, rule, order, event, event_ns, store, dry, now)
+            cascade.budget -= 1
+            runner = _Runner(self, rule, pending, event, event_ns, cascade, now)
             rule.act(runner, order, event_ns, store, now)
             decision.fired.append(rule.name)
             decision.actions.extend(runner.records)
@@ -420,7 +453,7 @@ class Engine:
                 log.append((_ONE, rule, True, None, trace if explain == FULL else None))
             for item in runner.emitted:
                 emitted.append((rule.name, item))
-                decision.emitted.append(self._canonical_event(item.name))
+                decision.emitted.append(item.name)
             index += 1
             if runner.stopped:
                 if explain != OFF:
@@ -429,25 +462,13 @@ class Engine:
             if runner.changed and (runner.touched is None or plan.reads is None or runner.touched & plan.reads):
                 batch = False  # later conditions must see the order as this rule left it
 
-    def _canonical_event(self, name: str) -> str:
-        spec = self.events.get(name)
-        return spec.name if spec is not None else name
 
-
-_MISSED, _ONE, _SKIPPED = range(3)  # kinds of Decision._log entries
-
-
-def _outcomes_of(entry: tuple) -> list[RuleOutcome]:
-    kind = entry[0]
-    if kind == _MISSED:
-        _, plan, low, high, missed, snapshot, order, event_ns, store = entry
-        return [RuleOutcome(plan.rules[i], False, missed[i], plan.values(i, missed[i], snapshot, order, event_ns, store))
-                for i in range(low, high)]
-    if kind == _ONE:
-        _, rule, fired, why, trace = entry
-        return [RuleOutcome(rule, fired, why[0] if why else None, why[1:] if why else (), trace)]
-    _, rules, start, note = entry
-    return [RuleOutcome(rule, False, note=note) for rule in rules[start:]]
+def derived_event_id(name: str, order: Any, payload: Any, store: str) -> str:
+    """The id of an event that came without one: a hash of its content, so the same event processed
+    twice gets the same id (and its jobs the same keys).  The daemon gives events ids at intake."""
+    text = json.dumps([name, store, order, payload], sort_keys=True, default=str, ensure_ascii=False,
+                      separators=(",", ":"))
+    return "evt-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 def _validate_payload(spec: EventSpec, payload: dict[str, Any]) -> dict[str, Any]:
@@ -465,19 +486,16 @@ def _order_id(order: dict[str, Any]) -> str | None:
 
 def default_events() -> Catalogue[EventSpec]:
     """A copy of the built-in event catalogue (core and integrations)."""
-    _register_builtins()
-    return EVENTS.copy()
+    from ruledesk.actions import builtin_events
+
+    return builtin_events()
 
 
 def default_actions() -> Catalogue[ActionSpec]:
     """A copy of the built-in action catalogue; register your own actions on it."""
-    _register_builtins()
-    return ACTIONS.copy()
+    from ruledesk.actions import builtin_actions
+
+    return builtin_actions()
 
 
-def _register_builtins() -> None:
-    from ruledesk.engine.model import events  # noqa: F401 - registers the core events
-    import ruledesk.actions  # noqa: F401 - registers actions and integration events
-
-
-__all__ = ["Engine", "Decision", "ActionRecord", "EventError", "default_events", "default_actions"]
+__all__ = ["Engine", "Decision", "ActionRecord", "EventError", "Result", "default_events", "default_actions"]

@@ -110,13 +110,13 @@ def _run_case(case: Case, engine: Engine | None, rules_error: RulesetError | Non
     spec = case.spec
     try:
         if spec.button is not None:
-            decisions = engine.press(spec.button, case.order, store=case.store, dry_run=True, explain=FULL)
+            decisions = engine.press(spec.button, case.order, store=case.store, dry_run=True, explain=FULL).decisions
         elif spec.schedule is not None:
-            decisions = engine.run_schedule(spec.schedule, case.order, store=case.store, dry_run=True, explain=FULL)
+            decisions = engine.run_schedule(spec.schedule, case.order, store=case.store, dry_run=True, explain=FULL).decisions
         else:
             data = {"event": spec.event or DEFAULT_EVENT, "order": case.order, "payload": spec.payload,
                     "store": case.store}
-            decisions = engine.process(data, dry_run=True, explain=FULL)
+            decisions = engine.process(data, dry_run=True, explain=FULL).decisions
     except ValueError as exc:  # EventError: unknown event or button, an order or payload that does not validate
         result.status = ERROR
         key = next((k for k in ("button", "schedule", "event") if getattr(spec, k) is not None

@@ -338,7 +338,7 @@ def test_every_event_rule_of_the_example_fires_on_the_example_orders():
     engine = Engine.from_paths(EXAMPLE_RULES)
     fired: set[str] = set()
     for line in EXAMPLE_ORDERS.read_text(encoding="utf-8").splitlines():
-        for decision in engine.process(json.loads(line), dry_run=True):
+        for decision in engine.process(json.loads(line), dry_run=True).decisions:
             fired.update(decision.fired)
             assert all(action.status != "failed" for action in decision.actions), decision.to_json()
     event_rules = {rule.name for rule in engine.ruleset.rules

@@ -2,7 +2,7 @@
 
 A case file holds a list of cases.  A case is run through the public API only:
 ``Engine.from_source(rules, "case.rules", clock=<2026-11-23 12:00 UTC>)`` then
-``engine.process({"event", "order", "payload", "store"}, dry_run=True)``.
+``engine.process({"event", "order", "payload", "store"}, dry_run=True).decisions``.
 
 Input keys: ``name``, ``rules`` (rule source text), ``event`` (default "Order is Imported"),
 ``order`` (Order Desk order JSON), ``payload``, ``store`` (a name or an object) and
@@ -61,7 +61,7 @@ def run_case(case: dict[str, Any]) -> list[Decision]:
     engine = Engine.from_source(case["rules"], "case.rules", clock=fixed_clock, **(case.get("engine") or {}))
     data = {"event": case.get("event", "Order is Imported"), "order": case.get("order") or {},
             "payload": case.get("payload") or {}, "store": case.get("store") or {}}
-    return engine.process(data, dry_run=True)
+    return engine.process(data, dry_run=True).decisions
 
 
 def assert_subset(want: Any, got: Any, where: str) -> None:

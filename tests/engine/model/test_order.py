@@ -9,14 +9,12 @@ import pytest
 from ruledesk.engine.model.order import (
     ITEM_TYPE,
     ORDER_TYPE,
-    STORE_TYPE,
     OrderError,
     dump_order,
     format_datetime,
     item_field_problem,
     order_field_problem,
     parse_order,
-    parse_store,
     to_json,
     validate_item_field,
     validate_order_field,
@@ -178,12 +176,6 @@ def test_static_types_are_closed_records_with_typed_fields():
     assert ORDER_TYPE.fields["order_items"] == ListOf(ITEM_TYPE)
     assert ITEM_TYPE.fields["metadata"] == MapOf(ANY)
     assert ITEM_TYPE.fields["variation_list"] == MapOf(STRING)
-    assert STORE_TYPE.extra == ANY and STORE_TYPE.fields["settings"] == MapOf(ANY)
-
-
-def test_parse_store_keeps_settings_and_extras():
-    store = parse_store({"id": 9, "name": "Main", "settings": {"podos_token": "t"}, "region": "eu"})
-    assert store == {"id": "9", "name": "Main", "settings": {"podos_token": "t"}, "region": "eu"}
 
 
 def test_validate_order_field_coerces_one_value():

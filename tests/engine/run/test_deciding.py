@@ -33,7 +33,7 @@ rule "Tagged y after" {
 def test_values_are_those_the_rule_saw_not_those_after_later_rules():
     engine = Engine.from_source(RULES, "d.rules")
     order = {"id": 1, "email": "a@example.com", "order_items": [{"quantity": 3}, {"quantity": 1}]}
-    [decision] = engine.process(order, dry_run=True)
+    [decision] = engine.process(order, dry_run=True).decisions
     assert decision.fired == ["Tag y"]
     assert decision.order["tag_name"] == "y"
     assert decision.explain() == [
@@ -50,7 +50,7 @@ def test_values_are_those_the_rule_saw_not_those_after_later_rules():
 def test_every_explain_level_gives_the_same_decision():
     engine = Engine.from_source(RULES, "d.rules", explain="full")
     order = {"id": 1, "email": "a@example.com", "tag_name": "x", "order_items": []}
-    runs = {level: engine.process(order, dry_run=True, explain=level) for level in ("off", "deciding", "full")}
+    runs = {level: engine.process(order, dry_run=True, explain=level).decisions for level in ("off", "deciding", "full")}
     jsons = {level: [d.to_json() for d in decisions] for level, decisions in runs.items()}
     assert jsons["off"] == jsons["deciding"] == jsons["full"]
     deciding = [(o.rule.name, o.fired, o.clause, o.values) for o in runs["deciding"][0].outcomes]

@@ -57,7 +57,7 @@ def test_rules_run_by_priority_then_file_path_then_position(tmp_path: Path) -> N
     a = _write(tmp_path / "a.rules", _metadata_rule("a1") + _metadata_rule("a-low", -1) + _metadata_rule("a2"))
     # The paths are given in reverse order: the ruleset sorts files by path.
     engine = Engine.from_paths(b, a, clock=clock)
-    [decision] = engine.process(imported({"id": "1"}), dry_run=True)
+    [decision] = engine.process(imported({"id": "1"}), dry_run=True).decisions
     assert decision.fired == ["b-high", "a1", "a2", "b1", "b2", "a-low"]
     assert decision.order["order_metadata"]["last"] == "a-low"
 
@@ -68,7 +68,7 @@ def test_directories_are_read_recursively_in_sorted_path_order(tmp_path: Path) -
     _write(tmp_path / "rules.d" / "a.rules", _metadata_rule("a"))
     _write(tmp_path / "rules.d" / "notes.txt", "not rules")
     engine = Engine.from_paths(tmp_path / "rules.d", clock=clock)
-    [decision] = engine.process(imported({"id": "1"}), dry_run=True)
+    [decision] = engine.process(imported({"id": "1"}), dry_run=True).decisions
     assert decision.fired == ["a", "m/inner", "z"]
 
 
@@ -77,8 +77,8 @@ def test_lets_and_rule_names_share_one_namespace_across_files(tmp_path: Path) ->
     _write(tmp_path / "b.rules", 'rule "Big" { when "Order is Imported" if order.order_total > threshold '
                                  'then "Tag Order"(name: "big") }\n')
     engine = Engine.from_paths(tmp_path, clock=clock)
-    assert engine.process(imported({"id": "1", "order_total": 101}))[0].fired == ["Big"]
-    assert engine.process(imported({"id": "1", "order_total": 100}))[0].fired == []
+    assert engine.process(imported({"id": "1", "order_total": 101})).decisions[0].fired == ["Big"]
+    assert engine.process(imported({"id": "1", "order_total": 100})).decisions[0].fired == []
 
 
 # ---- the ruleset version ----------------------------------------------------------------
@@ -87,9 +87,9 @@ RULE = 'rule "Tag" { when "Order is Imported" then "Tag Order"(name: "x") }\n'
 
 
 def test_decisions_carry_a_content_hash_of_the_rules() -> None:
-    first = engine_of(RULE).process(imported({"id": "1"}))
-    again = engine_of(RULE).process(imported({"id": "2"}))
-    changed = engine_of(RULE.replace('"x"', '"y"')).process(imported({"id": "1"}))
+    first = engine_of(RULE).process(imported({"id": "1"})).decisions
+    again = engine_of(RULE).process(imported({"id": "2"})).decisions
+    changed = engine_of(RULE.replace('"x"', '"y"')).process(imported({"id": "1"})).decisions
     assert first[0].ruleset.startswith("sha256:") and len(first[0].ruleset) == len("sha256:") + 64
     assert first[0].ruleset == again[0].ruleset
     assert changed[0].ruleset != first[0].ruleset
@@ -97,7 +97,7 @@ def test_decisions_carry_a_content_hash_of_the_rules() -> None:
 
 def test_every_decision_of_a_cascade_names_the_same_ruleset() -> None:
     engine = engine_of('rule "Move" { when "Order is Imported" then "Move to Folder"(folder: "A") }')
-    decisions = engine.process(imported({"id": "1"}))
+    decisions = engine.process(imported({"id": "1"})).decisions
     assert [d.event for d in decisions] == ["Order is Imported", "Folder is Changed"]
     assert {d.ruleset for d in decisions} == {engine.ruleset.version}
 
@@ -115,7 +115,7 @@ def test_decision_json_has_the_section_8_keys() -> None:
     engine = engine_of('rule "Send" { when "Order is Imported" if order.order_total > 1 '
                        'then "Move to Folder"(folder: "Print {{ order.id }}") }')
     decisions = engine.process({"event": "Order is Imported", "order": {"id": 1001, "order_total": "12.50"}},
-                               dry_run=True)
+                               dry_run=True).decisions
     data = decisions[0].to_json()
     assert SECTION_8_KEYS <= set(data)
     assert data["event"] == "Order is Imported"
@@ -139,7 +139,7 @@ def test_decision_json_of_every_yaml_case_is_json() -> None:
         engine = engine_of(case["rules"], **(case.get("engine") or {}))
         data = {"event": case.get("event", "Order is Imported"), "order": case.get("order") or {},
                 "payload": case.get("payload") or {}, "store": case.get("store") or {}}
-        for decision in engine.process(data, dry_run=True):
+        for decision in engine.process(data, dry_run=True).decisions:
             if any(a.status == "failed" for a in decision.actions):
                 continue  # see test_a_failed_template_action_is_json
             out = decision.to_json()
@@ -151,7 +151,7 @@ def test_decision_json_of_every_yaml_case_is_json() -> None:
 def test_a_failed_template_action_is_json() -> None:
     engine = engine_of('rule "Bad" { when "Order is Imported" '
                        'then "Add Note"(text: "{{ order.update(order) }}") }')
-    [decision] = engine.process(imported({"id": "1"}))
+    [decision] = engine.process(imported({"id": "1"})).decisions
     [action] = decision.actions
     assert action.status == "failed" and "unsafe" in action.error
     json.dumps(decision.to_json())
@@ -159,7 +159,7 @@ def test_a_failed_template_action_is_json() -> None:
 
 def test_a_bare_order_is_order_is_imported() -> None:
     engine = engine_of('rule "Any" { when "Order is Imported" then "Tag Order"(name: "{{ order.email }}") }')
-    [decision] = engine.process({"id": 5, "email": "ann@example.com"}, dry_run=True)
+    [decision] = engine.process({"id": 5, "email": "ann@example.com"}, dry_run=True).decisions
     assert decision.event == "Order is Imported"
     assert decision.order_id == "5"
     assert decision.fired == ["Any"]
@@ -170,12 +170,12 @@ def test_an_event_object_is_accepted() -> None:
     engine = engine_of('rule "Moved" { when "Folder is Changed" if event.to_folder == "B" '
                        'then "Tag Order"(name: "b") }')
     event = Event("Folder is Changed", {"id": "1", "folder": "B"}, {"from_folder": "A", "to_folder": "B"})
-    [decision] = engine.process(event)
+    [decision] = engine.process(event).decisions
     assert decision.fired == ["Moved"]
 
 
 def test_input_event_name_is_reported_in_the_catalogue_spelling() -> None:
-    [decision] = engine_of(RULE).process({"event": "ORDER IS IMPORTED", "order": {"id": "1"}})
+    [decision] = engine_of(RULE).process({"event": "ORDER IS IMPORTED", "order": {"id": "1"}}).decisions
     assert decision.event == "Order is Imported"
     assert decision.fired == ["Tag"]
 
@@ -186,7 +186,7 @@ def test_dry_run_leaves_the_input_order_alone() -> None:
     engine = engine_of('rule "Change" { when "Order is Imported" then "Move to Folder"(folder: "X") '
                        '"Set Order Metadata"(field: "k", value: "v") '
                        'for item in order.order_items { "Set Item Metadata"(field: "k", value: "v") } }')
-    decisions = engine.process(imported(order), dry_run=True)
+    decisions = engine.process(imported(order), dry_run=True).decisions
     assert decisions[-1].order["folder"] == "X"
     assert order == before
 
@@ -206,7 +206,7 @@ def test_dry_run_leaves_the_input_order_alone() -> None:
         "payload of the wrong type"])
 def test_bad_input_raises_event_error_naming_the_problem(data: dict, names: list[str]) -> None:
     with pytest.raises(EventError) as info:
-        engine_of(RULE).process(data)
+        engine_of(RULE).process(data).decisions
     for name in names:
         assert name in str(info.value)
 
@@ -219,7 +219,7 @@ def test_bad_input_raises_event_error_naming_the_problem(data: dict, names: list
 ], ids=["order not an object", "event not a string", "store not a name or object", "input not an object"])
 def test_a_malformed_event_raises_event_error(data) -> None:
     with pytest.raises(EventError):
-        engine_of(RULE).process(data)
+        engine_of(RULE).process(data).decisions
 
 
 # ---- the loop guard ---------------------------------------------------------------------
@@ -241,7 +241,7 @@ KICK_OFF = {"event": "Folder is Changed", "order": {"id": "1", "folder": "New"},
 
 
 def test_the_depth_limit_records_the_chain_of_rules_and_events() -> None:
-    decisions = engine_of(PING_PONG).process(KICK_OFF, dry_run=True)
+    decisions = engine_of(PING_PONG).process(KICK_OFF, dry_run=True).decisions
     assert len(decisions) == 11
     assert [d.depth for d in decisions] == list(range(11))
     stopped = [d for d in decisions if d.stopped is not None]
@@ -258,7 +258,7 @@ def test_the_depth_limit_records_the_chain_of_rules_and_events() -> None:
 
 
 def test_the_order_keeps_every_change_before_the_depth_limit() -> None:
-    decisions = engine_of(PING_PONG).process(KICK_OFF, dry_run=True)
+    decisions = engine_of(PING_PONG).process(KICK_OFF, dry_run=True).decisions
     final = decisions[-1].order
     assert final["folder"] == "X"
     assert final["order_metadata"] == {"a": "X", "b": "New"}
@@ -266,7 +266,7 @@ def test_the_order_keeps_every_change_before_the_depth_limit() -> None:
 
 
 def test_the_depth_limit_is_configurable() -> None:
-    decisions = engine_of(PING_PONG, max_depth=3).process(KICK_OFF)
+    decisions = engine_of(PING_PONG, max_depth=3).process(KICK_OFF).decisions
     assert len(decisions) == 4
     assert "depth limit 3" in decisions[-1].stopped["reason"]
     assert decisions[-1].stopped["chain"] == ["Folder is Changed", "A", "Folder is Changed", "B",
@@ -275,7 +275,7 @@ def test_the_depth_limit_is_configurable() -> None:
 
 
 def test_the_firing_limit_records_the_rule_that_did_not_run() -> None:
-    decisions = engine_of(PING_PONG, max_firings=5).process(KICK_OFF)
+    decisions = engine_of(PING_PONG, max_firings=5).process(KICK_OFF).decisions
     assert [d.fired for d in decisions] == [["A"], ["B"], ["A"], ["B"], ["A"], []]
     stop = decisions[-1].stopped
     assert "firing limit 5" in stop["reason"] and "'B'" in stop["reason"]
@@ -285,35 +285,9 @@ def test_the_firing_limit_records_the_rule_that_did_not_run() -> None:
 
 def test_the_default_firing_limit_is_100() -> None:
     text = "".join(_metadata_rule(f"r{i:03}") for i in range(101))
-    [decision] = engine_of(text).process(imported({"id": "1"}))
+    [decision] = engine_of(text).process(imported({"id": "1"})).decisions
     assert len(decision.fired) == 100
     assert "firing limit 100" in decision.stopped["reason"] and "r100" in decision.stopped["reason"]
-
-
-# ---- dry run of external actions (section 8) ----------------------------------------------
-
-class _WebhookParams(BaseModel):
-    url: str
-
-
-def test_external_actions_are_recorded_not_run_under_dry_run() -> None:
-    calls: list[str] = []
-
-    def post(ctx, params: _WebhookParams) -> None:
-        calls.append(params.url)
-
-    actions = default_actions()
-    actions.register(ActionSpec("Test Webhook", _WebhookParams, post, external=True, mutates_order=False))
-    text = 'rule "Hook" { when "Order is Imported" then "Test Webhook"(url: "https://x/{{ order.id }}") }'
-    engine = Engine.from_source(text, actions=actions, events=default_events(), clock=clock)
-    [dry] = engine.process(imported({"id": "9"}), dry_run=True)
-    assert calls == []
-    assert [(a.action, a.params, a.status) for a in dry.actions] == [("Test Webhook", {"url": "https://x/9"},
-                                                                      "dry-run")]
-    [live] = engine.process(imported({"id": "9"}), dry_run=False)
-    assert calls == ["https://x/9"]
-    assert live.actions[0].status == "done"
-    assert dry.to_json()["dry_run"] is True
 
 
 # ---- thread safety ------------------------------------------------------------------------
@@ -353,7 +327,7 @@ def _thread_order(n: int) -> dict:
 def test_concurrent_processing_gives_the_sequential_decisions() -> None:
     engine = engine_of(THREAD_RULES)
     orders = [_thread_order(n) for n in range(160)]
-    sequential = [[d.to_json() for d in engine.process(imported(copy.deepcopy(o)), dry_run=True)] for o in orders]
+    sequential = [[d.to_json() for d in engine.process(imported(copy.deepcopy(o)), dry_run=True).decisions] for o in orders]
     assert any(len(s) == 3 for s in sequential) and any(len(s) == 1 for s in sequential)
     results: dict[int, list] = {}
     errors: list[BaseException] = []
@@ -364,7 +338,7 @@ def test_concurrent_processing_gives_the_sequential_decisions() -> None:
             barrier.wait()
             for index in range(worker, len(orders), 8):
                 results[index] = [d.to_json() for d in engine.process(imported(copy.deepcopy(orders[index])),
-                                                                      dry_run=True)]
+                                                                      dry_run=True).decisions]
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -409,7 +383,7 @@ def test_evaluation_paths_agree(case: dict) -> None:
         for forced in forcings:
             text = (FORCE_ONE_BY_ONE.format(event=event) if forced else "") + case["rules"]
             engine = engine_of(text, explain=level, **options)
-            seen[level, forced] = _outcome(engine.process(copy.deepcopy(data), dry_run=True))
+            seen[level, forced] = _outcome(engine.process(copy.deepcopy(data), dry_run=True).decisions)
     first = seen["off", False]
     assert all(outcome == first for outcome in seen.values()), seen
 
@@ -442,7 +416,7 @@ def test_an_action_that_breaks_fails_itself_not_the_engine():
     actions.register(ActionSpec("Broken", NoParams, broken))
     engine = Engine.from_source('rule "b" { when "Order is Imported" then "Broken" "Tag Order"(name: "after") }',
                                 "b.rules", actions=actions)
-    [decision] = engine.process({"id": 1})
+    [decision] = engine.process({"id": 1}).decisions
     assert [(a.action, a.status) for a in decision.actions] == [("Broken", "failed"), ("Tag Order", "done")]
     assert decision.actions[0].error == "Broken failed unexpectedly: KeyError: 'boom'"
     assert decision.order["tag_name"] == "after"
@@ -458,7 +432,7 @@ def test_rules_compiled_on_first_use_by_many_threads_keep_their_own_actions():
 
     def worker(start: int) -> None:
         for i in range(start, 200, 8):
-            [decision] = engine.process({"id": i, "email": f"{i}@x"})
+            [decision] = engine.process({"id": i, "email": f"{i}@x"}).decisions
             if decision.fired != [f"r{i}"] or decision.order["tag_name"] != f"t{i}":
                 wrong.append((i, decision.fired, decision.order["tag_name"]))
 

@@ -43,7 +43,7 @@ def engine() -> Engine:
 
 
 def test_a_button_runs_its_rules_and_their_cascade(engine):
-    decisions = engine.press("resend to PODOS", {"id": 7, "folder": "Needs Review"}, dry_run=True)
+    decisions = engine.press("resend to PODOS", {"id": 7, "folder": "Needs Review"}, dry_run=True).decisions
     assert [d.event for d in decisions] == ['Button "Resend to podOS"', "Folder is Changed"]
     assert decisions[0].fired == ["Resend"]
     assert decisions[0].order["tag_name"] == "resend"
@@ -52,7 +52,7 @@ def test_a_button_runs_its_rules_and_their_cascade(engine):
 
 
 def test_a_button_condition_is_explained_when_false(engine):
-    [decision] = engine.press("Resend to podOS", {"id": 7, "folder": "Shipped"})
+    [decision] = engine.press("Resend to podOS", {"id": 7, "folder": "Shipped"}).decisions
     assert decision.fired == []
     assert decision.explain() == [
         "  ✗  Resend  did not fire",
@@ -62,23 +62,23 @@ def test_a_button_condition_is_explained_when_false(engine):
 
 def test_unknown_and_disabled_buttons_are_refused(engine):
     with pytest.raises(EventError, match="no enabled rule has button 'Old'"):
-        engine.press("Old", {"id": 1})
+        engine.press("Old", {"id": 1}).decisions
     with pytest.raises(EventError, match="did you mean 'Resend to podOS'"):
-        engine.press("Resend to podO", {"id": 1})
+        engine.press("Resend to podO", {"id": 1}).decisions
 
 
 def test_a_scheduled_rule_runs_on_an_order_of_its_folder(engine):
     stale = {"id": 8, "folder": "Awaiting Artwork", "date_updated": "2026-11-20 08:00:00"}
     fresh = dict(stale, id=9, date_updated="2026-11-23 08:00:00")
-    [first, note] = engine.run_schedule("Nudge stale artwork", stale)
+    [first, note] = engine.run_schedule("Nudge stale artwork", stale).decisions
     assert first.event == 'Every 6h in folder "Awaiting Artwork"'
     assert first.fired == ["Nudge stale artwork"]
     assert note.event == "Note Added"
-    [second] = engine.run_schedule("Nudge stale artwork", fresh)
+    [second] = engine.run_schedule("Nudge stale artwork", fresh).decisions
     assert second.fired == []
 
 
 def test_an_unknown_schedule_is_refused(engine):
     with pytest.raises(EventError, match="no enabled scheduled rule"):
-        engine.run_schedule("Nope", {"id": 1})
+        engine.run_schedule("Nope", {"id": 1}).decisions
 

@@ -1,0 +1,128 @@
+"""The in-memory job runner: performs the jobs of results in this process, over in-memory orders (``ruledesk run``, tests, embedding)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import heapq
+import itertools
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ruledesk.engine.model.context import Emitted, Event, utcnow
+from ruledesk.engine.model.jobs import Done, Failed, Job, JobContext, JobHandlers, Outcome, Retry
+from ruledesk.engine.model.order import dump_order
+from ruledesk.engine.model.settings import StoreSettings
+from ruledesk.engine.run.decision import OrderRef, Result
+from ruledesk.engine.run.engine import Engine
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One attempt at one job and how it ended."""
+
+    job: Job
+    attempt: int
+    outcome: Outcome
+    at: _dt.datetime
+
+    @property
+    def status(self) -> str:
+        return {Done: "done", Retry: "retry", Failed: "failed"}[type(self.outcome)]
+
+
+class MemoryRunner:
+    """Runs jobs in-process, one at a time, so a job never runs beside an event of its order.
+
+    ``submit(result)`` takes a result's orders (their latest state) and jobs; a job key seen
+    before is ignored, as the durable store would.  ``run()`` performs every due job with the
+    handler of its kind; the events a handler emits go through the engine with ids derived from
+    the job key, and the jobs their rules record are queued in turn.  A ``Retry`` is honoured
+    (waiting with the injected ``sleep``, at most ``max_wait`` seconds in all) up to
+    ``max_attempts``; then the job fails.  Returns the results of the handler-emitted events.
+    """
+
+    def __init__(self, engine: Engine, handlers: JobHandlers, *, clients: Mapping[str, Any] | None = None,
+                 clock: Callable[[], _dt.datetime] | None = None, sleep: Callable[[float], None] = time.sleep,
+                 max_attempts: int = 5, max_wait: float = 60.0) -> None:
+        self.engine = engine
+        self.handlers = handlers
+        self.clients = dict(clients or {})
+        self.clock = clock or utcnow
+        self.sleep = sleep
+        self.max_attempts = max_attempts
+        self.max_wait = max_wait
+        self.orders: dict[OrderRef, dict[str, Any]] = {}
+        self.stores: dict[str, StoreSettings] = {}
+        self.runs: list[JobRun] = []
+        self._queue: list[tuple[_dt.datetime, int, Job, int]] = []
+        self._seen: set[str] = set()
+        self._sequence = itertools.count()
+
+    def submit(self, result: Result) -> None:
+        """Take a processed event's orders and jobs (what the daemon would commit)."""
+        self.orders.update(result.orders)
+        self.stores.update(result.stores)
+        for job in result.jobs:
+            if job.key not in self._seen:
+                self._seen.add(job.key)
+                heapq.heappush(self._queue, (self.clock(), next(self._sequence), job, 1))
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def run(self) -> list[Result]:
+        """Perform jobs until none is left (or the next one is due later than ``max_wait`` allows)."""
+        results: list[Result] = []
+        waited = 0.0
+        while self._queue:
+            due, _, job, attempt = self._queue[0]
+            delay = (due - self.clock()).total_seconds()
+            if delay > 0:
+                if waited + delay > self.max_wait:
+                    break
+                self.sleep(delay)
+                waited += delay
+                continue
+            heapq.heappop(self._queue)
+            outcome = self._attempt(job, attempt)
+            self.runs.append(JobRun(job, attempt, outcome, self.clock()))
+            if isinstance(outcome, Retry):
+                if attempt < self.max_attempts:
+                    heapq.heappush(self._queue, (outcome.at, next(self._sequence), job, attempt + 1))
+                    continue
+                outcome = Failed(f"gave up after {attempt} attempts: {outcome.error}")
+                self.runs.append(JobRun(job, attempt, outcome, self.clock()))
+            results.extend(self._emit(job, outcome.events))
+        return results
+
+    def _store(self, name: str) -> StoreSettings:
+        return self.stores.get(name) or self.engine.store(name)
+
+    def _attempt(self, job: Job, attempt: int) -> Outcome:
+        handler = self.handlers.get(job.kind)
+        if handler is None:
+            return Failed(f"no handler for job kind {job.kind!r}")
+        order = self.orders.get(OrderRef(job.store, job.order_id), {"id": job.order_id})
+        context = JobContext(order, self._store(job.store), self.clients, self.clock, attempt)
+        try:
+            return handler(job, context)
+        except Exception as exc:  # a broken handler fails its job, never the runner
+            return Failed(f"{job.kind} handler failed unexpectedly: {type(exc).__name__}: {exc}")
+
+    def _emit(self, job: Job, events: tuple[Emitted, ...]) -> list[Result]:
+        results = []
+        for number, item in enumerate(events, 1):
+            store = item.store or job.store
+            order = item.order if item.order is not None else self.orders.get(OrderRef(store, job.order_id),
+                                                                              {"id": job.order_id})
+            event = Event(item.name, dump_order(order), item.payload, self._store(store), f"{job.key}.{number}")
+            result = self.engine.process(event, dry_run=False)
+            self.submit(result)
+            results.append(result)
+        return results
+
+    def _store(self, name: str) -> StoreSettings:
+        return self.stores.get(name) or self.engine.store(name)

@@ -1,0 +1,128 @@
+"""Jobs: the effects external actions record instead of doing I/O, the outcomes of their handlers, and the registry of handlers per job kind."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ruledesk.engine.model.context import Emitted
+
+
+@dataclass(frozen=True)
+class Job:
+    """One effect to perform outside the process (a podOS submission, an email, a webhook).
+
+    ``key`` is derived from the id of the event whose rules recorded the job, the rule, the
+    action's position in the rule and how many times that action ran in the firing (``for``
+    blocks), so processing the same event twice yields the same key; receivers get it as an
+    idempotency key.  ``params`` are the action's rendered, validated parameters (JSON-able).
+    """
+
+    kind: str
+    key: str
+    action: str
+    rule: str
+    event_id: str
+    order_id: str | None
+    store: str  # the name of the order's store
+    params: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "key": self.key, "action": self.action, "rule": self.rule,
+                "event_id": self.event_id, "order_id": self.order_id, "store": self.store, "params": self.params}
+
+
+def job_key(event_id: str, rule: str, slot: int, occurrence: int) -> str:
+    """The deterministic key of the job recorded by action ``slot`` of ``rule`` (its ``occurrence``-th
+    run in that firing) on the event ``event_id``: short, and safe in a header or a Message-ID."""
+    digest = hashlib.sha256(f"{event_id}\0{rule}\0{slot}\0{occurrence}".encode()).hexdigest()
+    return f"job-{digest[:32]}"
+
+
+# ---- what a handler returns --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Done:
+    """The job is done; ``events`` (for the job's order) enter the stream like any event."""
+
+    events: tuple[Emitted, ...] = ()
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Run the job again at ``at`` (a transient failure: backoff with jitter, or the server's Retry-After)."""
+
+    at: _dt.datetime
+    error: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The job failed for good; ``events`` (typically the integration's failure event) enter the stream."""
+
+    error: str
+    events: tuple[Emitted, ...] = ()
+
+
+Outcome = Done | Retry | Failed
+
+
+@dataclass
+class JobContext:
+    """What a handler gets besides its job: the order as it is now, its store's settings (secrets
+    included: handlers are the one place that may use them), injected clients, a clock, and the
+    number of the attempt (1 for the first run)."""
+
+    order: dict[str, Any]
+    store: Any
+    clients: Mapping[str, Any]
+    clock: Callable[[], _dt.datetime]
+    attempt: int = 1
+
+    def now(self) -> _dt.datetime:
+        return self.clock()
+
+
+Handler = Callable[[Job, JobContext], Outcome]
+
+
+class JobHandlers:
+    """The handlers by job kind; ``copy()`` gives a runner its own set to register on."""
+
+    def __init__(self, handlers: Mapping[str, Handler] | None = None) -> None:
+        self._handlers: dict[str, Handler] = dict(handlers or {})
+
+    def register(self, kind: str, handler: Handler, *, replace: bool = False) -> Handler:
+        if kind in self._handlers and not replace:
+            raise ValueError(f"a handler for job kind {kind!r} is already registered")
+        self._handlers[kind] = handler
+        return handler
+
+    def get(self, kind: str) -> Handler | None:
+        return self._handlers.get(kind)
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._handlers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._handlers))
+
+    def copy(self) -> "JobHandlers":
+        return JobHandlers(self._handlers)
+
+
+HANDLERS = JobHandlers()
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    """Decorator: register ``fn(job, ctx) -> Done | Retry | Failed`` for ``kind`` in the default handlers."""
+
+    def register(fn: Handler) -> Handler:
+        return HANDLERS.register(kind, fn)
+
+    return register

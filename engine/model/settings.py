@@ -1,0 +1,144 @@
+"""Typed store settings (an Order Desk store and its integrations' settings), with secrets no rule, template or output can reach.
+
+A secret (``api_key``, ``podos.token``) is a ``SecretStr``: its ``repr`` and ``str`` are stars,
+it is left out of what rules and templates see (``StoreSettings.view``) and out of the checker's
+store type, and in a configuration it is written only as a reference, ``env:NAME`` or
+``file:PATH``, resolved when the configuration is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+
+from ruledesk.engine.model.types import Record, record_of_model
+
+
+class SecretError(ValueError):
+    """A secret reference that cannot be resolved (the message never contains the secret)."""
+
+
+def resolve_secret(value: Any) -> Any:
+    """``env:NAME`` -> the environment variable, ``file:PATH`` -> the file's text without its final
+    newline; a ``SecretStr`` as it is.  A secret written out in the configuration is refused."""
+    if isinstance(value, SecretStr) or value is None:
+        return value
+    if not isinstance(value, str):
+        raise SecretError("a secret is a reference: env:NAME or file:PATH")
+    kind, _, where = value.partition(":")
+    if kind == "env" and where:
+        if where not in os.environ:
+            raise SecretError(f"the environment variable {where} is not set")
+        return SecretStr(os.environ[where])
+    if kind == "file" and where:
+        try:
+            return SecretStr(Path(where).expanduser().read_text(encoding="utf-8").rstrip("\r\n"))
+        except OSError as exc:
+            raise SecretError(f"cannot read the secret file {where}: {exc.strerror or exc}") from None
+    raise SecretError("write a secret as env:NAME or file:PATH, never in the configuration itself")
+
+
+Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
+
+
+class Settings(BaseModel):
+    """Base of settings models: an unknown key is an error (a typo gets a suggestion from the checker)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+class PodosSettings(Settings):
+    """The podOS integration's settings for one store (Order Desk's podOS settings page)."""
+
+    project: str = Field(description="the podOS project name")
+    token: Secret = Field(description="the podOS API token (a secret: env:NAME or file:PATH)")
+    url: str = Field(description="the podOS API base URL")
+    after_import_folder: str | None = Field(None, description="folder an order moves to once podOS accepted it")
+    default_mail_class: str | None = Field(None, description="mail class when no Shipping Class Match applies")
+    after_shipment_folder: str | None = Field(None, description="folder an order moves to when podOS ships it")
+    shipping_class_match: dict[str, str] = Field(default_factory=dict,
+                                                 description="shopping-cart shipping method -> podOS mail class")
+    product_code_match: dict[str, str] = Field(default_factory=dict,
+                                               description="item code -> the podOS SKU(s) sent instead")
+    product_code_skip: list[str] = Field(default_factory=list, description="item codes never sent to podOS")
+
+
+class StoreSettings(Settings):
+    """One Order Desk store: what rules see as ``store`` (secrets left out)."""
+
+    name: str = Field(min_length=1, description="the store's name, as events name it")
+    id: str | None = Field(None, description="the Order Desk store id (sent as X-Order-Desk-Store-Id)")
+    api_key: Secret | None = Field(None, description="the store's API key, signs Post Order JSON (a secret)")
+    currency: str = Field("USD", description="the store's currency (ISO 4217 code)")
+    timezone: str = Field("UTC", description="the store's timezone (IANA name) for dates in documents")
+    settings: dict[str, Any] = Field(default_factory=dict, description="free-form settings rules may read")
+    podos: PodosSettings | None = Field(None, description="the podOS integration's settings")
+
+    def view(self) -> dict[str, Any]:
+        """What rules and templates see as ``store``: every setting but the secrets."""
+        return _public(self)
+
+
+def _is_secret(annotation: Any) -> bool:
+    return "SecretStr" in repr(annotation)
+
+
+def _public(model: BaseModel) -> dict[str, Any]:
+    view: dict[str, Any] = {}
+    for name, info in type(model).model_fields.items():
+        if _is_secret(info.annotation):
+            continue
+        value = getattr(model, name)
+        view[name] = _public(value) if isinstance(value, BaseModel) else _plain(value)
+    return view
+
+
+def _plain(value: Any) -> Any:
+    """A settings value in the runtime representation rules read (floats are exact Decimals)."""
+    from decimal import Decimal
+
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return value
+
+
+def _public_record(model: type[BaseModel], name: str) -> Record:
+    """The checker's type of ``store``: the model's fields without the secrets, closed to typos."""
+    record = Record(name)
+    for field_name, info in model.model_fields.items():
+        if _is_secret(info.annotation):
+            continue
+        annotation = info.annotation
+        inner = next((a for a in getattr(annotation, "__args__", ()) if isinstance(a, type)
+                      and issubclass(a, BaseModel)), annotation)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            record.fields[field_name] = _public_record(inner, f"{name}.{field_name}")
+        else:
+            record.fields[field_name] = record_of_model(model).fields[field_name]
+    return record
+
+
+STORE_TYPE = _public_record(StoreSettings, "store")
+
+
+def store_settings(value: StoreSettings | dict[str, Any] | str | None) -> StoreSettings:
+    """Store settings from what an event or a caller gives: settings, a mapping, or just a name."""
+    if isinstance(value, StoreSettings):
+        return value
+    if value is None or value == {}:
+        return DEFAULT_STORE
+    if isinstance(value, str):
+        return StoreSettings(name=value)
+    if "name" not in value:
+        value = {**value, "name": DEFAULT_STORE.name}
+    return StoreSettings.model_validate(value)
+
+
+DEFAULT_STORE = StoreSettings(name="default")

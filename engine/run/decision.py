@@ -1,0 +1,146 @@
+"""Decisions: what happened for one processed event (LANGUAGE.md section 8), and the result of one incoming event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from ruledesk.engine.model.jobs import Job
+from ruledesk.engine.model.order import dump_value
+from ruledesk.engine.run.explain import RuleOutcome, explain_lines
+
+
+@dataclass
+class ActionRecord:
+    rule: str
+    action: str
+    params: dict[str, Any]
+    status: str  # "done" | "dry-run" | "failed" | "scheduled"
+    error: str | None = None
+    detail: dict[str, Any] | None = None
+    job: Job | None = None  # the job an external action recorded ("scheduled", or "dry-run": what would be done)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"rule": self.rule, "action": self.action, "params": dump_value(self.params),
+                "status": self.status, "error": self.error}
+        if self.detail:
+            data["detail"] = dump_value(self.detail)
+        if self.job is not None:
+            data["job"] = dump_value(self.job.to_json())
+        return data
+
+
+@dataclass
+class Decision:
+    """What happened for one processed event (LANGUAGE.md section 8)."""
+
+    event: str
+    order_id: str | None
+    ruleset: str
+    fired: list[str] = field(default_factory=list)
+    actions: list[ActionRecord] = field(default_factory=list)
+    emitted: list[str] = field(default_factory=list)
+    order: dict[str, Any] = field(default_factory=dict)
+    depth: int = 0
+    event_id: str | None = None
+    cause: str | None = None  # the rule whose action emitted this event
+    stopped: dict[str, Any] | None = None
+    dry_run: bool = False
+    store: str | None = None  # the name of the order's store
+    sources: dict[str, str] = field(default_factory=dict, repr=False)
+    # What the engine saw, recorded as cheaply as it can be (tuples, ranges of the shared match
+    # result); ``outcomes`` turns it into RuleOutcome objects when someone asks.
+    _log: list[tuple] = field(default_factory=list, repr=False)
+    _outcomes: list[RuleOutcome] | None = field(default=None, repr=False)
+
+    @property
+    def outcomes(self) -> list[RuleOutcome]:
+        """Every rule of the event in evaluation order, fired or not and why (see engine/explain.py)."""
+        if self._outcomes is None:
+            self._outcomes = [outcome for entry in self._log for outcome in _outcomes_of(entry)]
+        return self._outcomes
+
+    def explain(self, full: bool = False) -> list[str]:
+        """Readable lines: every rule of the event, fired or the clause that decided it did not."""
+        return explain_lines(self.outcomes, self.sources, full)
+
+    def to_json(self, explain: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "event": self.event, "order_id": self.order_id, "ruleset": self.ruleset, "fired": list(self.fired),
+            "actions": [a.to_json() for a in self.actions], "emitted": list(self.emitted), "order": self.order,
+            "depth": self.depth,
+        }
+        if self.event_id is not None:
+            data["event_id"] = self.event_id
+        if self.store is not None:
+            data["store"] = self.store
+        if self.cause is not None:
+            data["cause"] = self.cause
+        if self.stopped is not None:
+            data["stopped"] = self.stopped
+        if self.dry_run:
+            data["dry_run"] = True
+        if explain:
+            data["explain"] = [outcome.to_json(self.sources) for outcome in self.outcomes]
+        return data
+
+
+class OrderRef(NamedTuple):
+    """An order in a store: orders are identified by their store and their id."""
+
+    store: str
+    order_id: str | None
+
+
+@dataclass(frozen=True)
+class EmittedEvent:
+    """An event an action or a job emitted: its deterministic id (derived from the id of the event
+    that caused it), name, order and payload, and the rule that emitted it."""
+
+    id: str
+    name: str
+    order: OrderRef
+    payload: dict[str, Any]
+    cause: str | None
+    processed: bool = True  # False when the depth or firing limit kept it from running
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "event": self.name, "store": self.order.store, "order_id": self.order.order_id,
+                "payload": dump_value(self.payload), "cause": self.cause, "processed": self.processed}
+
+
+@dataclass
+class Result:
+    """Everything one incoming event led to, for the caller to commit in one transaction: a decision
+    per processed event (the incoming one first, then the emitted ones breadth-first), the final
+    state of every order the cascade touched (runtime representation), the jobs external actions
+    recorded, and the events the cascade emitted.  Processing the same event again gives the same
+    event ids and job keys."""
+
+    event_id: str
+    decisions: list[Decision] = field(default_factory=list)
+    orders: dict[OrderRef, dict[str, Any]] = field(default_factory=dict)
+    jobs: list[Job] = field(default_factory=list)
+    events: list[EmittedEvent] = field(default_factory=list)
+    stores: dict[str, Any] = field(default_factory=dict, repr=False)  # StoreSettings by name, secrets included
+
+    @property
+    def order(self) -> dict[str, Any] | None:
+        """The incoming event's order as the cascade left it."""
+        return next(iter(self.orders.values()), None)
+
+
+_MISSED, _ONE, _SKIPPED = range(3)  # kinds of Decision._log entries
+
+
+def _outcomes_of(entry: tuple) -> list[RuleOutcome]:
+    kind = entry[0]
+    if kind == _MISSED:
+        _, plan, low, high, missed, snapshot, order, event_ns, store = entry
+        return [RuleOutcome(plan.rules[i], False, missed[i], plan.values(i, missed[i], snapshot, order, event_ns, store))
+                for i in range(low, high)]
+    if kind == _ONE:
+        _, rule, fired, why, trace = entry
+        return [RuleOutcome(rule, fired, why[0] if why else None, why[1:] if why else (), trace)]
+    _, rules, start, note = entry
+    return [RuleOutcome(rule, False, note=note) for rule in rules[start:]]
