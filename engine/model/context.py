@@ -17,7 +17,7 @@ class Event:
     name: str
     order: dict[str, Any]
     payload: dict[str, Any] = field(default_factory=dict)
-    store: dict[str, Any] = field(default_factory=dict)
+    store: Any = field(default_factory=dict)  # a store's name or settings; validated: StoreSettings
     id: str | None = None
 
     @property
@@ -42,9 +42,7 @@ class Event:
         if not isinstance(payload, dict):
             raise ValueError('"payload" must be an object')
         store = data.get("store") or {}
-        if isinstance(store, str):
-            store = {"name": store}
-        if not isinstance(store, dict):
+        if not isinstance(store, (str, dict)):
             raise ValueError('"store" must be a name or an object')
         event_id = data.get("id")
         return cls(name, order, payload, store, str(event_id) if event_id is not None else None)
