@@ -1,0 +1,128 @@
+"""The configuration file (``ruledesk.yaml``): stores and their settings, email, limits; every error located at its file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from ruledesk.engine.model.settings import StoreSettings
+from ruledesk.grammar.diagnostics import closest
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; ``problems`` are ``file:line:col: key: message`` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class EmailSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    smtp: str = Field(description="the SMTP server, smtp://host:port or smtps://host:port")
+    sender: str = Field(alias="from", description="the From address")
+    templates: str = Field("templates", description="the folder of email templates")
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_depth: int = Field(10, ge=1, description="how deep a cascade of emitted events may go")
+    max_firings: int = Field(100, ge=1, description="how many rules may fire for one incoming event")
+
+
+class Config(BaseModel):
+    """Everything ``ruledesk.yaml`` holds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stores: list[StoreSettings] = Field(default_factory=list, description="one entry per Order Desk store")
+    email: EmailSettings | None = Field(None, description="how Send Email sends")
+    limits: Limits = Field(default_factory=Limits, description="the cascade's limits")
+
+    @field_validator("stores")
+    @classmethod
+    def _unique_names(cls, stores: list[StoreSettings]) -> list[StoreSettings]:
+        names = [store.name for store in stores]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"store names must be unique: {', '.join(twice)} appear more than once")
+        return stores
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a configuration file; ConfigError with every problem located."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the configuration: {exc.strerror or exc}"]) from None
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, name: str = "ruledesk.yaml") -> Config:
+    try:
+        data = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        raise ConfigError([f"{where}: not valid YAML: {exc.problem}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{name}:1:1: the configuration must be a mapping (stores:, email:, limits:)"])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_located(name, data, error) for error in exc.errors()]) from None
+
+
+def _located(name: str, data: Any, error: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    line, col = _position(data, loc)
+    key = ".".join(str(part) if isinstance(part, str) else f"[{part}]" for part in loc).replace(".[", "[")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        near = closest(str(loc[-1]), _keys(model)) if model is not None else []
+        message = f"unknown key {loc[-1]!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+    return f"{name}:{line}:{col}: {key or '(top)'}: {message}"
+
+
+def _position(data: Any, loc: tuple) -> tuple[int, int]:
+    """The line and column (1-based) of the deepest part of ``loc`` found in the YAML."""
+    line, col, node = 1, 1, data
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            line, col = (n + 1 for n in node.lc.key(part))
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+            line, col = (n + 1 for n in node.lc.item(part))
+            node = node[part]
+        else:
+            break
+    return line, col
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        inner = [a for a in getattr(annotation, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+        model = inner[0] if inner else annotation
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _keys(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
