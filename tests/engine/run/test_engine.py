@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from ruledesk.engine import ActionSpec, Decision, Engine, Event, EventError, default_actions, default_events
+from ruledesk.engine import (ActionSpec, Decision, Engine, Event, EventError, RulesetError, default_actions,
+                             default_events)
 
 from support import CASES, expected_actions
 
@@ -442,3 +443,24 @@ def test_rules_compiled_on_first_use_by_many_threads_keep_their_own_actions():
     for thread in threads:
         thread.join()
     assert wrong == []
+
+
+def test_no_rule_files_is_an_error_never_an_empty_ruleset(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(RulesetError) as error:
+        Engine.from_paths(empty)
+    assert [d.code for d in error.value.diagnostics] == ["E110"]
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.rules").write_text('rule "A" { when "Order is Imported" then "Tag Order"(name: "a") }')
+    engine = Engine.from_paths(rules)
+    before = engine.ruleset
+    (rules / "a.rules").unlink()
+    with pytest.raises(RulesetError) as error:
+        engine.reload(rules)
+    assert [d.code for d in error.value.diagnostics] == ["E110"]
+    assert engine.ruleset is before
+    with pytest.raises(RulesetError):
+        engine.reload()
+    assert engine.ruleset is before
