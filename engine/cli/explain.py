@@ -1,0 +1,57 @@
+"""`ruledesk explain`: why each rule did or did not fire for one order, on its event and the events emitted."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from ruledesk.engine.run.engine import Decision, Engine, default_actions, default_events
+from ruledesk.engine.run.explain import DECIDING, FULL
+from ruledesk.engine.cli.inputs import input_name, load_or_exit, parse_json_or_exit, read_json_or_exit
+from ruledesk.engine.cli.options import EXIT_USAGE, NowOption, RulesOption, fixed_clock, stderr
+from ruledesk.engine.cli.render import explanation
+
+DEFAULT_EVENT = "Order is Imported"
+
+
+def explain(
+    order_file: Annotated[str, typer.Argument(metavar="ORDER.json|-", help='An Order Desk order (or an event '
+                                              'object, as run reads); "-" reads stdin.')],
+    rules: RulesOption = None,
+    event: Annotated[str | None, typer.Option("--event", metavar="NAME", help='The event to process (default: '
+                                              'the file\'s "event", else "Order is Imported").',
+                                              show_default=False)] = None,
+    payload: Annotated[str | None, typer.Option("--payload", metavar="JSON", help="The event's payload, a JSON "
+                                                "object.", show_default=False)] = None,
+    full: Annotated[bool, typer.Option("--full", help="Every value every condition computed, not only the "
+                                                      "deciding clause.")] = False,
+    now: NowOption = None,
+) -> None:
+    """Why each rule did or did not fire for one order, on the event and every event it emits (dry-run)."""
+    err = stderr()
+    events, catalogue = default_events(), default_actions()
+    ruleset = load_or_exit(rules, events, catalogue, err, trace=full)
+    data = read_json_or_exit(order_file, err)
+    extra = parse_json_or_exit(payload, err) if payload is not None else None
+    if not isinstance(data, dict) or (extra is not None and not isinstance(extra, dict)):
+        err.print("error: the order and --payload must be JSON objects")
+        raise typer.Exit(EXIT_USAGE)
+    if "event" not in data:
+        data = {"event": DEFAULT_EVENT, "order": data}
+    if event is not None:
+        data["event"] = event
+    if extra is not None:
+        data["payload"] = extra
+    engine = Engine(ruleset, events=events, actions=catalogue, clock=fixed_clock(now),
+                    explain=FULL if full else DECIDING)
+    try:
+        decisions = _process(engine, data)
+    except ValueError as exc:
+        err.print(f"error: {input_name(order_file)}: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    typer.echo("\n".join(explanation(decisions, full=full)))
+
+
+def _process(engine: Engine, data: dict[str, Any]) -> list[Decision]:
+    return engine.process(data, dry_run=True)

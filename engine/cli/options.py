@@ -1,0 +1,73 @@
+"""What every command shares: exit codes, the --rules/--now/--format options, stderr and counting."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from enum import Enum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ruledesk.engine.testing.cases import parse_now
+
+# Exit codes are a contract (README, "Exit codes").
+EXIT_OK = 0
+EXIT_ERRORS = 1  # the rules have errors; fmt would reformat or cannot parse; a test failed
+EXIT_USAGE = 2  # a bad option or argument, an input that cannot be read or is not valid
+EXIT_REJECTED = 3  # run: some input lines were rejected, every other one was processed
+
+DEFAULT_RULES = "rules.d"
+STDIN = "-"
+
+
+class TextOrJson(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class DecisionFormat(str, Enum):
+    json = "json"
+    table = "table"
+
+
+PathsArg = Annotated[list[str] | None, typer.Argument(help=f"Rule files or directories (default: {DEFAULT_RULES}).",
+                                                      show_default=False)]
+RulesOption = Annotated[list[str] | None, typer.Option(
+    "--rules", help=f"Rule file or directory, repeatable (default: {DEFAULT_RULES}).",
+    show_default=False)]
+
+TextOrJsonOption = Annotated[TextOrJson, typer.Option("--format", help="Output format.")]
+
+
+def _parse_now_option(value: str | None) -> _dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_now(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+NowOption = Annotated[str | None, typer.Option(
+    "--now", metavar='"YYYY-MM-DD HH:MM:SS"', callback=_parse_now_option,
+    help="Fix the clock (UTC) that now() and timestamps read, for reproducible output.", show_default=False)]
+
+
+def rule_paths(rules: list[str] | None) -> list[str]:
+    """The paths given with --rules, or the default rules directory."""
+    return rules or [DEFAULT_RULES]
+
+
+def fixed_clock(now: _dt.datetime | None):
+    """The engine's clock for --now: always ``now``; None (the real clock) when not given."""
+    return (lambda: now) if now is not None else None
+
+
+def stderr() -> Console:
+    """Messages and diagnostics on stderr: plain text, never wrapped (one problem, one line)."""
+    return Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")

@@ -1,0 +1,129 @@
+"""`ruledesk run`: the rules over a file of orders or events, one per line; a decision per processed event."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from decimal import Decimal
+from typing import IO, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ruledesk.engine.run.engine import Decision, Engine, default_actions, default_events
+from ruledesk.engine.run.explain import DECIDING
+from ruledesk.engine.cli.inputs import input_name, load_or_exit
+from ruledesk.engine.cli.options import (EXIT_REJECTED, EXIT_USAGE, STDIN, DecisionFormat, NowOption, RulesOption,
+                                         count, fixed_clock, stderr)
+from ruledesk.engine.cli.render import default_format, stdout_console, write_decisions
+
+PROGRESS_MIN_LINES = 1000  # below this, a run is over before a progress bar would help
+
+
+def run(
+    orders: Annotated[str, typer.Argument(metavar="ORDERS.jsonl|-",
+                                          help='One event or bare order per line; "-" reads stdin.')],
+    rules: RulesOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Change in-memory copies only; record "
+                                                           "external effects instead of performing them.")] = False,
+    output_format: Annotated[DecisionFormat | None, typer.Option(
+        "--format", help="json: one decision per line; table: readable. Default: table on a terminal, "
+                         "json otherwise.", show_default=False)] = None,
+    max_depth: Annotated[int, typer.Option("--max-depth", min=0, help="Longest cascade of emitted events.")] = 10,
+    max_firings: Annotated[int, typer.Option("--max-firings", min=1,
+                                             help="Most rule firings for one incoming line.")] = 100,
+    explain: Annotated[bool, typer.Option("--explain", help="Say why each rule did or did not fire: json adds "
+                                                           "an \"explain\" list, table prints the lines.")] = False,
+    now: NowOption = None,
+) -> None:
+    """Run the rules over ORDERS: one decision per processed event, emitted events included."""
+    err = stderr()
+    events, catalogue = default_events(), default_actions()
+    ruleset = load_or_exit(rules, events, catalogue, err, trace=False)
+    engine = Engine(ruleset, events=events, actions=catalogue, dry_run=dry_run, max_depth=max_depth,
+                    max_firings=max_firings, clock=fixed_clock(now), explain=DECIDING)
+    output_format = default_format(output_format)
+    out = stdout_console()
+    name = input_name(orders)
+    try:
+        stream, total = _open_input(orders)
+    except OSError as exc:
+        err.print(f"error: cannot read {name}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    processed = emitted = rejected = 0
+    with stream as lines, _progress(err, total) as advance:
+        for number, line in enumerate(lines, 1):
+            advance()
+            if not line.strip():
+                continue
+            try:
+                decisions = _process_line(engine, line, dry_run)
+            except _Rejected as exc:
+                rejected += 1
+                err.print(f"{name}:{number}: {exc}")
+                continue
+            processed += len(decisions)
+            emitted += sum(1 for d in decisions if d.depth > 0)
+            write_decisions(out, decisions, output_format, explain=explain, title=f"line {number}")
+    err.print(f"{count(processed, 'event')} processed ({emitted} emitted), {count(rejected, 'line')} rejected")
+    if rejected:
+        raise typer.Exit(EXIT_REJECTED)
+
+
+class _Rejected(Exception):
+    """An input line that cannot be processed; the message says why, in one line."""
+
+
+def _process_line(engine: Engine, line: str, dry_run: bool) -> list[Decision]:
+    try:
+        data = json.loads(line, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise _Rejected(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise _Rejected(f"expected a JSON object (an event or an order), got {_json_kind(data)}")
+    try:
+        return engine.process(data, dry_run=dry_run)
+    except ValueError as exc:  # EventError, and Event.from_dict's complaints about the shape
+        raise _Rejected(str(exc)) from None
+    except Exception as exc:  # an engine bug must not end a long run: report it with the line and go on
+        raise _Rejected(f"internal error: {type(exc).__name__}: {exc}") from exc
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
+
+
+def _open_input(orders: str) -> tuple[AbstractContextManager[IO[str]], int | None]:
+    """The input stream (stdin is not closed after use) and, for a file, its number of lines."""
+    if orders == STDIN:
+        return nullcontext(sys.stdin), None
+    with open(orders, "rb") as counting:
+        total = sum(1 for _ in counting)
+    return open(orders, encoding="utf-8", errors="replace"), total
+
+
+@contextmanager
+def _progress(err: Console, total: int | None) -> Iterator[Any]:
+    """A progress bar on stderr for long file inputs, when stderr is a terminal and stdout is not.
+
+    When stdout is a terminal too, the decisions streaming past are the progress (and a live bar
+    would tear them).
+    """
+    if total is None or total < PROGRESS_MIN_LINES or not err.is_terminal or sys.stdout.isatty():
+        yield lambda: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True, redirect_stdout=False, redirect_stderr=False) as bar:
+        task = bar.add_task("lines", total=total)
+        yield lambda: bar.advance(task)
