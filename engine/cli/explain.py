@@ -8,7 +8,7 @@ import typer
 
 from ruledesk.engine.run.engine import Decision, Engine, default_actions, default_events
 from ruledesk.engine.run.explain import DECIDING, FULL
-from ruledesk.engine.cli.inputs import input_name, load_or_exit, parse_json_or_exit, read_json_or_exit
+from ruledesk.engine.cli.inputs import engine_errors_exit, input_name, load_or_exit, parse_json_or_exit, read_json_or_exit
 from ruledesk.engine.cli.options import EXIT_USAGE, NowOption, RulesOption, fixed_clock, stderr
 from ruledesk.engine.cli.render import explanation
 
@@ -45,13 +45,11 @@ def explain(
         data["payload"] = extra
     engine = Engine(ruleset, events=events, actions=catalogue, clock=fixed_clock(now),
                     explain=FULL if full else DECIDING)
-    try:
+    with engine_errors_exit(input_name(order_file), err):
         decisions = _process(engine, data)
-    except ValueError as exc:
-        err.print(f"error: {input_name(order_file)}: {exc}")
-        raise typer.Exit(EXIT_USAGE) from None
     typer.echo("\n".join(explanation(decisions, full=full)))
 
 
 def _process(engine: Engine, data: dict[str, Any]) -> list[Decision]:
+    """The decisions of the event and of every event it emits, in a dry run."""
     return engine.process(data, dry_run=True)

@@ -1,9 +1,11 @@
-"""Reading what commands act on: the ruleset (or its diagnostics and exit 1) and one order or event."""
+"""Reading what commands act on (the ruleset, or its diagnostics and exit 1; JSON input) and reporting engine errors."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,8 @@ from rich.console import Console
 
 from ruledesk.engine.lang.ruleset import Ruleset, RulesetError, format_diagnostics, load_ruleset
 from ruledesk.engine.model.catalogue import ActionSpec, Catalogue, EventSpec
-from ruledesk.engine.cli.options import EXIT_ERRORS, EXIT_USAGE, STDIN, count, rule_paths
+from ruledesk.engine.run.engine import EventError
+from ruledesk.engine.cli.options import EXIT_ERRORS, EXIT_INTERNAL, EXIT_USAGE, STDIN, count, rule_paths
 
 
 def input_name(path: str) -> str:
@@ -53,3 +56,16 @@ def parse_json_or_exit(text: str, err: Console) -> Any:
     except json.JSONDecodeError as exc:
         err.print(f"error: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
         raise typer.Exit(EXIT_USAGE) from None
+
+
+@contextmanager
+def engine_errors_exit(name: str, err: Console) -> Iterator[None]:
+    """Around the engine's work on input ``name``: an event it rejects exits 2, a failure of the engine itself 4."""
+    try:
+        yield
+    except EventError as exc:
+        err.print(f"error: {name}: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except Exception as exc:  # a bug in the engine, not bad input: say so, with the input it failed on
+        err.print(f"error: {name}: internal error: {type(exc).__name__}: {exc}")
+        raise typer.Exit(EXIT_INTERNAL) from exc

@@ -16,6 +16,7 @@ EXIT_OK = 0
 EXIT_ERRORS = 1  # the rules have errors; fmt would reformat or cannot parse; a test failed
 EXIT_USAGE = 2  # a bad option or argument, an input that cannot be read or is not valid
 EXIT_REJECTED = 3  # run: some input lines were rejected, every other one was processed
+EXIT_INTERNAL = 4  # the engine failed on an input it accepted: a bug, reported with the input it failed on
 
 DEFAULT_RULES = "rules.d"
 STDIN = "-"

@@ -13,10 +13,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ruledesk.engine.run.engine import Decision, Engine, default_actions, default_events
+from ruledesk.engine.run.engine import Decision, Engine, EventError, default_actions, default_events
 from ruledesk.engine.run.explain import DECIDING
 from ruledesk.engine.cli.inputs import input_name, load_or_exit
-from ruledesk.engine.cli.options import (EXIT_REJECTED, EXIT_USAGE, STDIN, DecisionFormat, NowOption, RulesOption,
+from ruledesk.engine.cli.options import (EXIT_INTERNAL, EXIT_REJECTED, EXIT_USAGE, STDIN, DecisionFormat, NowOption, RulesOption,
                                          count, fixed_clock, stderr)
 from ruledesk.engine.cli.render import default_format, stdout_console, write_decisions
 
@@ -53,22 +53,29 @@ def run(
     except OSError as exc:
         err.print(f"error: cannot read {name}: {exc.strerror or exc}")
         raise typer.Exit(EXIT_USAGE) from None
-    processed = emitted = rejected = 0
+    processed = emitted = rejected = failed = 0
     with stream as lines, _progress(err, total) as advance:
         for number, line in enumerate(lines, 1):
             advance()
             if not line.strip():
                 continue
             try:
-                decisions = _process_line(engine, line, dry_run)
-            except _Rejected as exc:
+                decisions = _process(engine, _parse_line(line), dry_run)
+            except (_Rejected, EventError) as exc:
                 rejected += 1
                 err.print(f"{name}:{number}: {exc}")
+                continue
+            except Exception as exc:  # a bug in the engine must not end a long run: report it and go on
+                failed += 1
+                err.print(f"{name}:{number}: internal error: {type(exc).__name__}: {exc}")
                 continue
             processed += len(decisions)
             emitted += sum(1 for d in decisions if d.depth > 0)
             write_decisions(out, decisions, output_format, explain=explain, title=f"line {number}")
-    err.print(f"{count(processed, 'event')} processed ({emitted} emitted), {count(rejected, 'line')} rejected")
+    summary = f"{count(processed, 'event')} processed ({emitted} emitted), {count(rejected, 'line')} rejected"
+    err.print(summary + (f", {count(failed, 'internal error')}" if failed else ""))
+    if failed:
+        raise typer.Exit(EXIT_INTERNAL)
     if rejected:
         raise typer.Exit(EXIT_REJECTED)
 
@@ -77,19 +84,20 @@ class _Rejected(Exception):
     """An input line that cannot be processed; the message says why, in one line."""
 
 
-def _process_line(engine: Engine, line: str, dry_run: bool) -> list[Decision]:
+def _parse_line(line: str) -> dict[str, Any]:
+    """One input line as a JSON object (numbers kept exact), or _Rejected saying why not."""
     try:
         data = json.loads(line, parse_float=Decimal)
     except json.JSONDecodeError as exc:
         raise _Rejected(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
     if not isinstance(data, dict):
         raise _Rejected(f"expected a JSON object (an event or an order), got {_json_kind(data)}")
-    try:
-        return engine.process(data, dry_run=dry_run)
-    except ValueError as exc:  # EventError, and Event.from_dict's complaints about the shape
-        raise _Rejected(str(exc)) from None
-    except Exception as exc:  # an engine bug must not end a long run: report it with the line and go on
-        raise _Rejected(f"internal error: {type(exc).__name__}: {exc}") from exc
+    return data
+
+
+def _process(engine: Engine, data: dict[str, Any], dry_run: bool) -> list[Decision]:
+    """The decisions of one incoming event; EventError when the engine cannot accept it."""
+    return engine.process(data, dry_run=dry_run)
 
 
 def _json_kind(value: Any) -> str:

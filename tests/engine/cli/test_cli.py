@@ -161,6 +161,44 @@ def test_run_skips_and_counts_malformed_lines(cli, routing, tmp_path):
         ("1", "Order is Imported"), ("1", "Folder is Changed"), ("7", "Order is Imported")]
 
 
+@pytest.fixture
+def engine_fails_on_order_2(monkeypatch):
+    """Engine.process raises RuntimeError (a stand-in for an engine bug) for the order with id "2"."""
+    process = Engine.process
+
+    def failing(self, data, **options):
+        if data.get("id") == "2" or data.get("order", {}).get("id") == "2":
+            raise RuntimeError("boom")
+        return process(self, data, **options)
+
+    monkeypatch.setattr(Engine, "process", failing)
+
+
+def test_run_reports_an_engine_failure_as_an_internal_error_and_goes_on(cli, routing, tmp_path,
+                                                                       engine_fails_on_order_2):
+    orders = tmp_path / "orders.jsonl"
+    orders.write_text("\n".join([_order("1", "US"), "{not json", _order("2", "US"), _order("3", "CA")]) + "\n",
+                      encoding="utf-8")
+    result = cli("run", "--rules", str(routing), "--dry-run", "--format", "json", str(orders))
+    assert result.exit_code == 4
+    errors = result.stderr.splitlines()
+    assert errors[0].startswith(f"{orders}:2: invalid JSON")
+    assert errors[1] == f"{orders}:3: internal error: RuntimeError: boom"
+    assert errors[2] == "3 events processed (1 emitted), 1 line rejected, 1 internal error"
+    decisions = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(d["order_id"], d["event"]) for d in decisions] == [
+        ("1", "Order is Imported"), ("1", "Folder is Changed"), ("3", "Order is Imported")]
+
+
+def test_explain_reports_an_engine_failure_as_an_internal_error(cli, routing, tmp_path, engine_fails_on_order_2):
+    order = tmp_path / "order.json"
+    order.write_text(_order("2", "US"), encoding="utf-8")
+    result = cli("explain", "--rules", str(routing), str(order))
+    assert result.exit_code == 4
+    assert result.stderr.strip() == f"error: {order}: internal error: RuntimeError: boom"
+    assert result.stdout == ""
+
+
 def test_run_json_writes_section_8_for_every_event_emitted_ones_included(cli, routing, tmp_path):
     orders = tmp_path / "orders.jsonl"
     orders.write_text(_order("1001", "US") + "\n", encoding="utf-8")
