@@ -10,11 +10,16 @@ from ruledesk.engine.cli import catalogue, check, explain, fmt, run, test, versi
 
 app = typer.Typer(
     name="ruledesk",
-    help="Rules for Order Desk-style order automation: check, format and run rule files.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help like any Unix tool: no boxes, no <bool> types beside flags
 )
+
+
+@app.callback()
+def global_options(show_version: version.VersionOption = False) -> None:
+    """Rules for Order Desk-style order automation: check, format, test and run rule files."""
 app.command()(check.check)
 app.command()(fmt.fmt)
 app.command()(run.run)

@@ -17,7 +17,10 @@ from ruledesk.engine.cli.options import TextOrJson, TextOrJsonOption
 
 
 def events(output_format: TextOrJsonOption = TextOrJson.text) -> None:
-    """List the events rules can name in `when`, with their payload fields (event.NAME)."""
+    """List the events rules can name in `when`.
+
+    With their payload fields, which rules read as event.NAME.
+    """
     entries = [{"name": spec.name, "source": spec.source, "description": spec.description,
                 "payload": _fields(spec.payload)} for spec in default_events()]
     _print_catalogue(entries, "payload", "event", output_format)

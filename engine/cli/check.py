@@ -10,16 +10,22 @@ import typer
 from ruledesk.grammar import ast
 from ruledesk.engine.lang.ruleset import check_sources, read_rule_files
 from ruledesk.engine.run.engine import default_actions, default_events
-from ruledesk.engine.cli.options import EXIT_ERRORS, PathsArg, TextOrJson, TextOrJsonOption, count, rule_paths
+from ruledesk.engine.cli.options import EXIT_ERRORS, PathsArg, RulesOption, TextOrJson, TextOrJsonOption, count, rule_paths
 
 
 def check(
     paths: PathsArg = None,
+    rules: RulesOption = None,
     output_format: TextOrJsonOption = TextOrJson.text,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too.")] = False,
 ) -> None:
-    """Parse and check every *.rules file under PATHS; report every problem at once (on stdout)."""
-    sources, diagnostics = read_rule_files(rule_paths(paths))
+    """Check rule files and report every problem at once.
+
+    Parses and type-checks every *.rules file under PATHS and the --rules paths (default:
+    rules.d) and prints every diagnostic (FILE:LINE:COL, a code, a suggestion) and a summary on
+    stdout. Exit 1 when the rules have errors (with --strict, warnings too).
+    """
+    sources, diagnostics = read_rule_files(rule_paths(paths, rules))
     result, diagnostics = check_sources(sources, default_events(), default_actions(), diagnostics)
     rules = sum(isinstance(item, ast.Rule) for module in result.modules for item in module.items)
     errors, warnings = diagnostics.errors, diagnostics.warnings

@@ -16,8 +16,7 @@ DEFAULT_EVENT = "Order is Imported"
 
 
 def explain(
-    order_file: Annotated[str, typer.Argument(metavar="ORDER.json|-", help='An Order Desk order (or an event '
-                                              'object, as run reads); "-" reads stdin.')],
+    order_file: Annotated[str, typer.Argument(metavar="ORDER.json|-", hidden=True)],
     rules: RulesOption = None,
     event: Annotated[str | None, typer.Option("--event", metavar="NAME", help='The event to process (default: '
                                               'the file\'s "event", else "Order is Imported").',
@@ -28,7 +27,12 @@ def explain(
                                                       "deciding clause.")] = False,
     now: NowOption = None,
 ) -> None:
-    """Why each rule did or did not fire for one order, on the event and every event it emits (dry-run)."""
+    """Say why each rule did or did not fire for one order (dry run).
+
+    ORDER.json is an Order Desk order, or an event object as run reads; "-" reads stdin. For the
+    event and every event it emits: every rule in evaluation order, fired, or the clause that
+    decided it did not with the values it compared. A dry run: nothing is changed or sent.
+    """
     err = stderr()
     events, catalogue = default_events(), default_actions()
     ruleset = load_or_exit(rules, events, catalogue, err, trace=full)

@@ -10,18 +10,26 @@ import typer
 
 from ruledesk.engine.lang.ruleset import format_diagnostics, read_rule_files
 from ruledesk.grammar.formatter import FormatError, format_source
-from ruledesk.engine.cli.options import EXIT_ERRORS, EXIT_OK, STDIN, PathsArg, count, rule_paths, stderr
+from ruledesk.engine.cli.options import EXIT_ERRORS, EXIT_OK, STDIN, PathsArg, RulesOption, count, rule_paths, stderr
 
 
 def fmt(
     paths: PathsArg = None,
+    rules: RulesOption = None,
     check_only: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 if a file would change.")] = False,
     diff: Annotated[bool, typer.Option("--diff", help="Print a unified diff instead of writing files.")] = False,
 ) -> None:
-    """Rewrite rule files in the canonical layout (comments kept); "-" formats stdin to stdout."""
-    paths = rule_paths(paths)
+    """Rewrite rule files in the canonical layout.
+
+    Formats every *.rules file under PATHS and the --rules paths (default: rules.d), keeping
+    every comment; a file is written only if it changes. "ruledesk fmt -" formats stdin to stdout. Messages go to stderr.
+    """
+    paths = rule_paths(paths, rules)
     if paths == [STDIN]:
         raise typer.Exit(_format_stdin(check_only, diff))
+    if STDIN in paths:
+        raise typer.BadParameter('"-" (standard input) cannot be combined with other paths',
+                                 param_hint="PATHS")
     err = stderr()
     sources, diagnostics = read_rule_files(paths)
     failed = bool(diagnostics)

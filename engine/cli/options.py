@@ -32,13 +32,18 @@ class DecisionFormat(str, Enum):
     table = "table"
 
 
-PathsArg = Annotated[list[str] | None, typer.Argument(help=f"Rule files or directories (default: {DEFAULT_RULES}).",
-                                                      show_default=False)]
+# Arguments are described in each command's docstring (the help text), not listed with a type.
+PathsArg = Annotated[list[str] | None, typer.Argument(metavar="PATHS", hidden=True, show_default=False)]
 RulesOption = Annotated[list[str] | None, typer.Option(
-    "--rules", help=f"Rule file or directory, repeatable (default: {DEFAULT_RULES}).",
+    "--rules", metavar="PATH", help=f"Rule file or directory, repeatable (default: {DEFAULT_RULES}).",
     show_default=False)]
 
-TextOrJsonOption = Annotated[TextOrJson, typer.Option("--format", help="Output format.")]
+TextOrJsonOption = Annotated[TextOrJson, typer.Option("--format", metavar="[text|json]", help="Output format.")]
+DecisionFormatOption = Annotated[DecisionFormat | None, typer.Option(
+    "--format", metavar="[json|table]", help="json: one decision per line; table: readable. Default: table on a "
+                                            "terminal, json otherwise.", show_default=False)]
+ExplainOption = Annotated[bool, typer.Option("--explain", help='Say why each rule did or did not fire: json adds '
+                                                              'an "explain" list, table prints the lines.')]
 
 
 def _parse_now_option(value: str | None) -> _dt.datetime | None:
@@ -55,9 +60,9 @@ NowOption = Annotated[str | None, typer.Option(
     help="Fix the clock (UTC) that now() and timestamps read, for reproducible output.", show_default=False)]
 
 
-def rule_paths(rules: list[str] | None) -> list[str]:
-    """The paths given with --rules, or the default rules directory."""
-    return rules or [DEFAULT_RULES]
+def rule_paths(*given: list[str] | None) -> list[str]:
+    """Every path given (check's and fmt's PATHS and --rules together, each once), or the default rules directory."""
+    return list(dict.fromkeys(path for paths in given for path in paths or ())) or [DEFAULT_RULES]
 
 
 def fixed_clock(now: _dt.datetime | None):

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ruledesk.engine.run.engine import Decision, Engine, EventError, default_actions, default_events
 from ruledesk.engine.run.explain import DECIDING
 from ruledesk.engine.cli.inputs import input_name, load_or_exit
-from ruledesk.engine.cli.options import (EXIT_INTERNAL, EXIT_REJECTED, EXIT_USAGE, STDIN, DecisionFormat, NowOption, RulesOption,
+from ruledesk.engine.cli.options import (EXIT_INTERNAL, EXIT_REJECTED, EXIT_USAGE, STDIN, DecisionFormatOption, ExplainOption, NowOption, RulesOption,
                                          count, fixed_clock, stderr)
 from ruledesk.engine.cli.render import default_format, stdout_console, write_decisions
 
@@ -24,22 +24,26 @@ PROGRESS_MIN_LINES = 1000  # below this, a run is over before a progress bar wou
 
 
 def run(
-    orders: Annotated[str, typer.Argument(metavar="ORDERS.jsonl|-",
-                                          help='One event or bare order per line; "-" reads stdin.')],
+    orders: Annotated[str, typer.Argument(metavar="ORDERS.jsonl|-", hidden=True)],
     rules: RulesOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Change in-memory copies only; record "
                                                            "external effects instead of performing them.")] = False,
-    output_format: Annotated[DecisionFormat | None, typer.Option(
-        "--format", help="json: one decision per line; table: readable. Default: table on a terminal, "
-                         "json otherwise.", show_default=False)] = None,
-    max_depth: Annotated[int, typer.Option("--max-depth", min=0, help="Longest cascade of emitted events.")] = 10,
-    max_firings: Annotated[int, typer.Option("--max-firings", min=1,
+    output_format: DecisionFormatOption = None,
+    max_depth: Annotated[int, typer.Option("--max-depth", metavar="N", min=0,
+                                           help="Longest cascade of emitted events.")] = 10,
+    max_firings: Annotated[int, typer.Option("--max-firings", metavar="N", min=1,
                                              help="Most rule firings for one incoming line.")] = 100,
-    explain: Annotated[bool, typer.Option("--explain", help="Say why each rule did or did not fire: json adds "
-                                                           "an \"explain\" list, table prints the lines.")] = False,
+    explain: ExplainOption = False,
     now: NowOption = None,
 ) -> None:
-    """Run the rules over ORDERS: one decision per processed event, emitted events included."""
+    """Run the rules over orders or events, one JSON object per line.
+
+    Each line of ORDERS.jsonl ("-" reads stdin) is an event, {"event": NAME, "order": {...},
+    "payload": {...}, "store": ...}, or a bare Order Desk order (taken as "Order is Imported").
+    Prints one decision per processed event, emitted events included. A line that cannot be
+    processed is reported on stderr as FILE:LINE: reason and skipped (exit 3); an engine failure
+    on a line is reported as an internal error (exit 4).
+    """
     err = stderr()
     events, catalogue = default_events(), default_actions()
     ruleset = load_or_exit(rules, events, catalogue, err, trace=False)

@@ -25,17 +25,17 @@ class TestFormat(str, Enum):
 
 
 def test_command(
-    tests: Annotated[list[str] | None, typer.Argument(
-        metavar="TESTS", help="Test files, or directories searched for *_test.yaml (default: the "
-                                   "*_test.yaml files next to the rules).", show_default=False)] = None,
+    tests: Annotated[list[str] | None, typer.Argument(metavar="TESTS", hidden=True, show_default=False)] = None,
     rules: RulesOption = None,
     pattern: Annotated[str | None, typer.Option("-k", metavar="PATTERN", help="Run only the cases whose "
                                                 "FILE::NAME contains PATTERN (any case).")] = None,
-    output_format: Annotated[TestFormat, typer.Option("--format", help="text, json, or junit (XML for CI).")]
+    output_format: Annotated[TestFormat, typer.Option("--format", metavar="[text|json|junit]",
+                                                                      help="junit is XML for CI.")]
     = TestFormat.text,
     coverage: Annotated[bool, typer.Option("--coverage", help="Report the rules no case fired and the clauses "
                                                               "never seen true or false.")] = False,
-    coverage_format: Annotated[TextOrJson, typer.Option("--coverage-format", help="Coverage as a table or JSON.")]
+    coverage_format: Annotated[TextOrJson, typer.Option("--coverage-format", metavar="[text|json]",
+                                                                             help="Coverage as a table or JSON.")]
     = TextOrJson.text,
     fail_under: Annotated[float | None, typer.Option("--fail-under", metavar="PCT", min=0, max=100,
                                                      help="Exit 1 when the total coverage is under PCT "
@@ -44,7 +44,12 @@ def test_command(
                                                         "fixtures (Ctrl-C stops).")] = False,
     now: NowOption = None,
 ) -> None:
-    """Run rule test cases (*_test.yaml) through the engine in dry-run; exit 1 on any failure or error."""
+    """Run the rule test cases (*_test.yaml) in a dry run.
+
+    TESTS are test files, or directories searched for *_test.yaml (default: the *_test.yaml files
+    under the rule paths). Exit 1 when a case fails or is an error, when no case is found, or when
+    the coverage is under --fail-under.
+    """
     from ruledesk.engine.testing.runner import watch as watch_paths
 
     paths = rule_paths(rules)

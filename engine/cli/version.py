@@ -1,8 +1,9 @@
-"""`ruledesk version`: the installed version of ruledesk."""
+"""`ruledesk version` and `ruledesk --version`: the installed version of ruledesk."""
 
 from __future__ import annotations
 
 from importlib import metadata
+from typing import Annotated
 
 import typer
 
@@ -17,3 +18,13 @@ def installed_version() -> str:
         return metadata.version("ruledesk")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def _version_flag(value: bool) -> None:
+    if value:
+        version()
+        raise typer.Exit()
+
+
+VersionOption = Annotated[bool, typer.Option("--version", is_eager=True, callback=_version_flag,
+                                             help="Print ruledesk's version and exit.")]

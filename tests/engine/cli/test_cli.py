@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from ruledesk.engine import Engine
@@ -123,6 +124,16 @@ def test_check_reports_missing_paths_and_empty_directories(cli, tmp_path):
     result = cli("check", str(empty))
     assert result.exit_code == 1
     assert f"E110: no *.rules files under {empty}" in result.stdout
+
+
+def test_check_takes_positional_paths_and_rules_together(cli, routing, tmp_path):
+    (tmp_path / "typo.rules").write_text(TYPO_RULES, encoding="utf-8")
+    both = cli("check", "--format", "json", str(tmp_path / "typo.rules"), "--rules", str(routing))
+    assert both.exit_code == 1
+    assert json.loads(both.stdout)["files"] == [str(routing / "routing.rules"), str(tmp_path / "typo.rules")]
+    only_rules = cli("check", "--rules", str(routing), "--rules", str(routing / "routing.rules"))
+    assert only_rules.exit_code == 0
+    assert only_rules.stdout.strip() == "1 file, 2 rules: 0 errors, 0 warnings"
 
 
 def test_check_defaults_to_rules_d(cli, routing, monkeypatch):
@@ -322,6 +333,16 @@ def test_fmt_leaves_files_with_syntax_errors_alone(cli, tmp_path, formatter):
     assert path.read_text(encoding="utf-8") == broken
 
 
+def test_fmt_takes_rules_like_the_other_commands(cli, tmp_path, formatter):
+    path = tmp_path / "messy.rules"
+    path.write_text(MESSY, encoding="utf-8")
+    result = cli("fmt", "--check", "--rules", str(tmp_path))
+    assert result.exit_code == 1
+    assert f"would reformat {path}" in result.stderr
+    assert cli("fmt", "-", "--rules", str(tmp_path), input=MESSY).exit_code == 2
+    assert path.read_text(encoding="utf-8") == MESSY
+
+
 def test_fmt_stdin_to_stdout(cli, formatter):
     result = cli("fmt", "-", input=MESSY)
     assert result.exit_code == 0
@@ -354,6 +375,34 @@ def test_actions_lists_parameters(cli):
     assert move["emits"] == ["Folder is Changed"]
     assert [(p["name"], p["required"]) for p in move["params"]] == [("folder", True)]
     assert [(p["name"], p["required"]) for p in listed["Tag Order"]["params"]] == [("name", True), ("color", False)]
+
+
+def _help_pages() -> list[tuple[str, ...]]:
+    commands = typer.main.get_command(app).commands
+    assert {"check", "fmt", "run", "test", "explain", "events", "actions", "version"} <= commands.keys()
+    return [("--help",)] + [(name, "--help") for name in sorted(commands)]
+
+
+@pytest.mark.parametrize("args", _help_pages(), ids=" ".join)
+def test_help_reads_without_type_noise(cli, args):
+    result = cli(*args)
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Usage: ruledesk ")
+    for noise in ("<bool>", "[default: False]", "--no-", "<str>", "<list[str]>"):
+        assert noise not in result.stdout
+
+
+def test_commands_that_read_rules_take_rules_the_same_way(cli):
+    for command in ("check", "fmt", "run", "test", "explain"):
+        words = " ".join(cli(command, "--help").stdout.split())
+        assert "--rules PATH Rule file or directory, repeatable (default: rules.d)." in words, command
+
+
+def test_version_option_and_command_agree(cli):
+    option, command = cli("--version"), cli("version")
+    assert option.exit_code == command.exit_code == 0
+    assert re.fullmatch(r"ruledesk \S+\n", option.stdout)
+    assert option.stdout == command.stdout
 
 
 def test_version_and_module_entry_point():
