@@ -6,7 +6,7 @@ import signal
 
 import typer
 
-from ruledesk.engine.cli import catalogue, check, explain, fmt, run, test, version
+from ruledesk.engine.cli import catalogue, check, explain, fmt, press, run, test, version
 
 app = typer.Typer(
     name="ruledesk",
@@ -25,6 +25,7 @@ app.command()(fmt.fmt)
 app.command()(run.run)
 app.command("test")(test.test_command)
 app.command()(explain.explain)
+app.command()(press.press)
 app.command()(catalogue.events)
 app.command()(catalogue.actions)
 app.command()(version.version)

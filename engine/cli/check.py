@@ -10,7 +10,8 @@ import typer
 from ruledesk.grammar import ast
 from ruledesk.engine.lang.ruleset import check_sources, read_rule_files
 from ruledesk.engine.run.engine import default_actions, default_events
-from ruledesk.engine.cli.options import EXIT_ERRORS, PathsArg, RulesOption, TextOrJson, TextOrJsonOption, count, rule_paths
+from ruledesk.engine.cli.options import (EXIT_ERRORS, PathsArg, RulesOption, TextOrJson, TextOrJsonOption, count,
+                                         rule_paths)
 
 
 def check(

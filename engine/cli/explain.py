@@ -8,7 +8,8 @@ import typer
 
 from ruledesk.engine.run.engine import Decision, Engine, default_actions, default_events
 from ruledesk.engine.run.explain import DECIDING, FULL
-from ruledesk.engine.cli.inputs import engine_errors_exit, input_name, load_or_exit, parse_json_or_exit, read_json_or_exit
+from ruledesk.engine.cli.inputs import (engine_errors_exit, input_name, load_or_exit, parse_json_or_exit,
+                                        read_json_or_exit)
 from ruledesk.engine.cli.options import EXIT_USAGE, NowOption, RulesOption, fixed_clock, stderr
 from ruledesk.engine.cli.render import explanation
 
@@ -49,7 +50,7 @@ def explain(
         data["payload"] = extra
     engine = Engine(ruleset, events=events, actions=catalogue, clock=fixed_clock(now),
                     explain=FULL if full else DECIDING)
-    with engine_errors_exit(input_name(order_file), err):
+    with engine_errors_exit(err, input_name(order_file)):
         decisions = _process(engine, data)
     typer.echo("\n".join(explanation(decisions, full=full)))
 

@@ -22,7 +22,8 @@ def fmt(
     """Rewrite rule files in the canonical layout.
 
     Formats every *.rules file under PATHS and the --rules paths (default: rules.d), keeping
-    every comment; a file is written only if it changes. "ruledesk fmt -" formats stdin to stdout. Messages go to stderr.
+    every comment; a file is written only if it changes. "ruledesk fmt -" formats stdin to
+    stdout. Messages go to stderr.
     """
     paths = rule_paths(paths, rules)
     if paths == [STDIN]:

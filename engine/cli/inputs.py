@@ -59,13 +59,15 @@ def parse_json_or_exit(text: str, err: Console) -> Any:
 
 
 @contextmanager
-def engine_errors_exit(name: str, err: Console) -> Iterator[None]:
-    """Around the engine's work on input ``name``: an event it rejects exits 2, a failure of the engine itself 4."""
+def engine_errors_exit(err: Console, name: str | None = None) -> Iterator[None]:
+    """Around the engine's work on one input (``name``, if messages should name it): an event or
+    order the engine rejects exits 2, a failure of the engine itself exits 4."""
+    about = f"{name}: " if name else ""
     try:
         yield
     except EventError as exc:
-        err.print(f"error: {name}: {exc}")
+        err.print(f"error: {about}{exc}")
         raise typer.Exit(EXIT_USAGE) from None
     except Exception as exc:  # a bug in the engine, not bad input: say so, with the input it failed on
-        err.print(f"error: {name}: internal error: {type(exc).__name__}: {exc}")
+        err.print(f"error: {about}internal error: {type(exc).__name__}: {exc}")
         raise typer.Exit(EXIT_INTERNAL) from exc

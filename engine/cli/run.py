@@ -16,8 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ruledesk.engine.run.engine import Decision, Engine, EventError, default_actions, default_events
 from ruledesk.engine.run.explain import DECIDING
 from ruledesk.engine.cli.inputs import input_name, load_or_exit
-from ruledesk.engine.cli.options import (EXIT_INTERNAL, EXIT_REJECTED, EXIT_USAGE, STDIN, DecisionFormatOption, ExplainOption, NowOption, RulesOption,
-                                         count, fixed_clock, stderr)
+from ruledesk.engine.cli.options import (EXIT_INTERNAL, EXIT_REJECTED, EXIT_USAGE, STDIN, DecisionFormatOption,
+                                         ExplainOption, NowOption, RulesOption, count, fixed_clock, stderr)
 from ruledesk.engine.cli.render import default_format, stdout_console, write_decisions
 
 PROGRESS_MIN_LINES = 1000  # below this, a run is over before a progress bar would help

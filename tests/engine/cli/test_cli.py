@@ -282,6 +282,95 @@ def test_run_limits_are_options(cli, tmp_path):
     assert "depth limit 3" in decisions[-1]["stopped"]["reason"]
 
 
+# ---- press -------------------------------------------------------------------------------------
+
+BUTTON_RULES = """\
+rule "Send to review" {
+    when button "Needs review"
+    if store.name == "acme"
+    then
+        "Move to Folder"(folder: "Needs Review")
+        "Add Note"(text: "Review {{ order.id }}")
+}
+"""
+
+
+@pytest.fixture
+def buttons(routing: Path) -> Path:
+    (routing / "buttons.rules").write_text(BUTTON_RULES, encoding="utf-8")
+    return routing
+
+
+def test_press_runs_the_button_rules_like_run_in_a_dry_run(cli, buttons, tmp_path):
+    order = tmp_path / "order.json"
+    order.write_text(_order("1001", "US"), encoding="utf-8")
+    result = cli("press", "Needs review", "--rules", str(buttons), "--store", "acme", "--format", "json", str(order))
+    assert result.exit_code == 0, result.stderr
+    pressed, moved, noted = (json.loads(line) for line in result.stdout.splitlines())
+    assert SECTION_8_KEYS <= pressed.keys()
+    assert (pressed["event"], pressed["order_id"], pressed["fired"]) == ('Button "Needs review"', "1001",
+                                                                       ["Send to review"])
+    assert [(a["action"], a["status"]) for a in pressed["actions"]] == [("Move to Folder", "done"),
+                                                                        ("Add Note", "done")]
+    assert pressed["dry_run"] is True and "explain" not in pressed
+    assert (moved["event"], moved["fired"], moved["depth"]) == ("Folder is Changed", ["Remember moves"], 1)
+    assert moved["order"]["order_metadata"] == {"moved_from": "New"}
+    assert (noted["event"], noted["depth"]) == ("Note Added", 1)
+
+
+def test_press_takes_the_order_and_store_of_an_event_object(cli, buttons):
+    line = json.dumps({"event": "Order is Imported", "order": json.loads(_order("8", "US")), "store": "acme"})
+    result = cli("press", "Needs review", "--rules", str(buttons), "--format", "json", "-", input=line)
+    assert result.exit_code == 0, result.stderr
+    pressed = json.loads(result.stdout.splitlines()[0])
+    assert (pressed["order_id"], pressed["fired"]) == ("8", ["Send to review"])
+
+
+def test_press_explains_and_reads_stdin(cli, buttons):
+    result = cli("press", "needs REVIEW", "--rules", str(buttons), "--format", "json", "--explain", "-",
+                 input=_order("7", "US"))
+    assert result.exit_code == 0, result.stderr
+    pressed = json.loads(result.stdout.splitlines()[0])
+    assert pressed["fired"] == []  # no --store: store.name is not "acme"
+    assert pressed["explain"][0]["rule"] == "Send to review"
+    assert pressed["explain"][0]["fired"] is False
+    assert pressed["explain"][0]["clause"] == 'store.name == "acme"'
+
+
+def test_press_table_names_the_button_and_the_order(cli, buttons, tmp_path):
+    order = tmp_path / "order.json"
+    order.write_text(_order("1001", "US"), encoding="utf-8")
+    result = cli("press", "Needs review", "--rules", str(buttons), "--store", "acme", "--format", "table",
+                 str(order))
+    assert result.exit_code == 0, result.stderr
+    assert 'order 1001 · Button "Needs review"' in result.stdout
+    assert "↳ Folder is Changed" in result.stdout
+    assert "folder Needs Review" in result.stdout
+
+
+def test_press_an_unknown_button_is_a_usage_error_with_a_suggestion(cli, buttons, tmp_path):
+    order = tmp_path / "order.json"
+    order.write_text(_order("1001", "US"), encoding="utf-8")
+    near = cli("press", "Need review", "--rules", str(buttons), str(order))
+    assert near.exit_code == 2
+    assert near.stderr.strip() == 'error: no enabled rule has button "Need review"; did you mean "Needs review"?'
+    assert near.stdout == ""
+    far = cli("press", "Ship it", "--rules", str(buttons), str(order))
+    assert far.exit_code == 2
+    assert far.stderr.strip() == 'error: no enabled rule has button "Ship it"; the buttons are "Needs review"'
+
+
+def test_press_reports_bad_orders_and_rules_like_explain(cli, buttons, tmp_path):
+    invalid = cli("press", "Needs review", "--rules", str(buttons), "-", input='{"id": "1", "order_total": "x"}')
+    assert invalid.exit_code == 2
+    assert invalid.stderr.startswith("error: invalid order: order_total")
+    assert cli("press", "Needs review", "--rules", str(buttons), str(tmp_path / "missing.json")).exit_code == 2
+    (tmp_path / "typo.rules").write_text(TYPO_RULES, encoding="utf-8")
+    bad_rules = cli("press", "Needs review", "--rules", str(tmp_path / "typo.rules"), "-", input=_order("1", "US"))
+    assert bad_rules.exit_code == 1
+    assert f"{tmp_path / 'typo.rules'}:2:10: E201:" in bad_rules.stderr
+
+
 # ---- fmt ---------------------------------------------------------------------------------------
 
 MESSY = """\
@@ -379,7 +468,7 @@ def test_actions_lists_parameters(cli):
 
 def _help_pages() -> list[tuple[str, ...]]:
     commands = typer.main.get_command(app).commands
-    assert {"check", "fmt", "run", "test", "explain", "events", "actions", "version"} <= commands.keys()
+    assert {"check", "fmt", "run", "test", "explain", "press", "events", "actions", "version"} <= commands.keys()
     return [("--help",)] + [(name, "--help") for name in sorted(commands)]
 
 
@@ -393,7 +482,7 @@ def test_help_reads_without_type_noise(cli, args):
 
 
 def test_commands_that_read_rules_take_rules_the_same_way(cli):
-    for command in ("check", "fmt", "run", "test", "explain"):
+    for command in ("check", "fmt", "run", "test", "explain", "press"):
         words = " ".join(cli(command, "--help").stdout.split())
         assert "--rules PATH Rule file or directory, repeatable (default: rules.d)." in words, command
 
