@@ -20,6 +20,8 @@ app = typer.Typer(
 @app.callback()
 def global_options(show_version: version.VersionOption = False) -> None:
     """Rules for Order Desk-style order automation: check, format, test and run rule files."""
+
+
 app.command()(check.check)
 app.command()(fmt.fmt)
 app.command()(run.run)
