@@ -2,6 +2,7 @@
 
 from ruledesk.engine.model import events
 from ruledesk.engine.model.catalogue import ACTIONS, EVENTS, ActionSpec, Catalogue, EventSpec
+from ruledesk.engine.model.jobs import HANDLERS, JobHandlers
 
 from ruledesk.actions import folders, order, podos, shipments
 
@@ -16,4 +17,9 @@ def builtin_actions() -> Catalogue[ActionSpec]:
     return ACTIONS.copy()
 
 
-__all__ = ["builtin_actions", "builtin_events", "events", "folders", "order", "podos", "shipments"]
+def builtin_handlers() -> JobHandlers:
+    """A copy of the built-in job handlers (one per job kind of the built-in external actions)."""
+    return HANDLERS.copy()
+
+
+__all__ = ["builtin_actions", "builtin_handlers", "builtin_events", "events", "folders", "order", "podos", "shipments"]

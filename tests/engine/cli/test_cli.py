@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from ruledesk.engine import Engine
@@ -125,6 +126,16 @@ def test_check_reports_missing_paths_and_empty_directories(cli, tmp_path):
     assert f"E110: no *.rules files under {empty}" in result.stdout
 
 
+def test_check_takes_positional_paths_and_rules_together(cli, routing, tmp_path):
+    (tmp_path / "typo.rules").write_text(TYPO_RULES, encoding="utf-8")
+    both = cli("check", "--format", "json", str(tmp_path / "typo.rules"), "--rules", str(routing))
+    assert both.exit_code == 1
+    assert json.loads(both.stdout)["files"] == [str(routing / "routing.rules"), str(tmp_path / "typo.rules")]
+    only_rules = cli("check", "--rules", str(routing), "--rules", str(routing / "routing.rules"))
+    assert only_rules.exit_code == 0
+    assert only_rules.stdout.strip() == "1 file, 2 rules: 0 errors, 0 warnings"
+
+
 def test_check_defaults_to_rules_d(cli, routing, monkeypatch):
     monkeypatch.chdir(routing.parent)
     result = cli("check")
@@ -159,6 +170,44 @@ def test_run_skips_and_counts_malformed_lines(cli, routing, tmp_path):
     decisions = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(d["order_id"], d["event"]) for d in decisions] == [
         ("1", "Order is Imported"), ("1", "Folder is Changed"), ("7", "Order is Imported")]
+
+
+@pytest.fixture
+def engine_fails_on_order_2(monkeypatch):
+    """Engine.process raises RuntimeError (a stand-in for an engine bug) for the order with id "2"."""
+    process = Engine.process
+
+    def failing(self, data, **options):
+        if data.get("id") == "2" or data.get("order", {}).get("id") == "2":
+            raise RuntimeError("boom")
+        return process(self, data, **options)
+
+    monkeypatch.setattr(Engine, "process", failing)
+
+
+def test_run_reports_an_engine_failure_as_an_internal_error_and_goes_on(cli, routing, tmp_path,
+                                                                       engine_fails_on_order_2):
+    orders = tmp_path / "orders.jsonl"
+    orders.write_text("\n".join([_order("1", "US"), "{not json", _order("2", "US"), _order("3", "CA")]) + "\n",
+                      encoding="utf-8")
+    result = cli("run", "--rules", str(routing), "--dry-run", "--format", "json", str(orders))
+    assert result.exit_code == 4
+    errors = result.stderr.splitlines()
+    assert errors[0].startswith(f"{orders}:2: invalid JSON")
+    assert errors[1] == f"{orders}:3: internal error: RuntimeError: boom"
+    assert errors[2] == "3 events processed (1 emitted), 1 line rejected, 1 internal error"
+    decisions = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(d["order_id"], d["event"]) for d in decisions] == [
+        ("1", "Order is Imported"), ("1", "Folder is Changed"), ("3", "Order is Imported")]
+
+
+def test_explain_reports_an_engine_failure_as_an_internal_error(cli, routing, tmp_path, engine_fails_on_order_2):
+    order = tmp_path / "order.json"
+    order.write_text(_order("2", "US"), encoding="utf-8")
+    result = cli("explain", "--rules", str(routing), str(order))
+    assert result.exit_code == 4
+    assert result.stderr.strip() == f"error: {order}: internal error: RuntimeError: boom"
+    assert result.stdout == ""
 
 
 def test_run_json_writes_section_8_for_every_event_emitted_ones_included(cli, routing, tmp_path):
@@ -233,6 +282,95 @@ def test_run_limits_are_options(cli, tmp_path):
     assert "depth limit 3" in decisions[-1]["stopped"]["reason"]
 
 
+# ---- press -------------------------------------------------------------------------------------
+
+BUTTON_RULES = """\
+rule "Send to review" {
+    when button "Needs review"
+    if store.name == "acme"
+    then
+        "Move to Folder"(folder: "Needs Review")
+        "Add Note"(text: "Review {{ order.id }}")
+}
+"""
+
+
+@pytest.fixture
+def buttons(routing: Path) -> Path:
+    (routing / "buttons.rules").write_text(BUTTON_RULES, encoding="utf-8")
+    return routing
+
+
+def test_press_runs_the_button_rules_like_run_in_a_dry_run(cli, buttons, tmp_path):
+    order = tmp_path / "order.json"
+    order.write_text(_order("1001", "US"), encoding="utf-8")
+    result = cli("press", "Needs review", "--rules", str(buttons), "--store", "acme", "--format", "json", str(order))
+    assert result.exit_code == 0, result.stderr
+    pressed, moved, noted = (json.loads(line) for line in result.stdout.splitlines())
+    assert SECTION_8_KEYS <= pressed.keys()
+    assert (pressed["event"], pressed["order_id"], pressed["fired"]) == ('Button "Needs review"', "1001",
+                                                                       ["Send to review"])
+    assert [(a["action"], a["status"]) for a in pressed["actions"]] == [("Move to Folder", "done"),
+                                                                        ("Add Note", "done")]
+    assert pressed["dry_run"] is True and "explain" not in pressed
+    assert (moved["event"], moved["fired"], moved["depth"]) == ("Folder is Changed", ["Remember moves"], 1)
+    assert moved["order"]["order_metadata"] == {"moved_from": "New"}
+    assert (noted["event"], noted["depth"]) == ("Note Added", 1)
+
+
+def test_press_takes_the_order_and_store_of_an_event_object(cli, buttons):
+    line = json.dumps({"event": "Order is Imported", "order": json.loads(_order("8", "US")), "store": "acme"})
+    result = cli("press", "Needs review", "--rules", str(buttons), "--format", "json", "-", input=line)
+    assert result.exit_code == 0, result.stderr
+    pressed = json.loads(result.stdout.splitlines()[0])
+    assert (pressed["order_id"], pressed["fired"]) == ("8", ["Send to review"])
+
+
+def test_press_explains_and_reads_stdin(cli, buttons):
+    result = cli("press", "needs REVIEW", "--rules", str(buttons), "--format", "json", "--explain", "-",
+                 input=_order("7", "US"))
+    assert result.exit_code == 0, result.stderr
+    pressed = json.loads(result.stdout.splitlines()[0])
+    assert pressed["fired"] == []  # no --store: store.name is not "acme"
+    assert pressed["explain"][0]["rule"] == "Send to review"
+    assert pressed["explain"][0]["fired"] is False
+    assert pressed["explain"][0]["clause"] == 'store.name == "acme"'
+
+
+def test_press_table_names_the_button_and_the_order(cli, buttons, tmp_path):
+    order = tmp_path / "order.json"
+    order.write_text(_order("1001", "US"), encoding="utf-8")
+    result = cli("press", "Needs review", "--rules", str(buttons), "--store", "acme", "--format", "table",
+                 str(order))
+    assert result.exit_code == 0, result.stderr
+    assert 'order 1001 · Button "Needs review"' in result.stdout
+    assert "↳ Folder is Changed" in result.stdout
+    assert "folder Needs Review" in result.stdout
+
+
+def test_press_an_unknown_button_is_a_usage_error_with_a_suggestion(cli, buttons, tmp_path):
+    order = tmp_path / "order.json"
+    order.write_text(_order("1001", "US"), encoding="utf-8")
+    near = cli("press", "Need review", "--rules", str(buttons), str(order))
+    assert near.exit_code == 2
+    assert near.stderr.strip() == 'error: no enabled rule has button "Need review"; did you mean "Needs review"?'
+    assert near.stdout == ""
+    far = cli("press", "Ship it", "--rules", str(buttons), str(order))
+    assert far.exit_code == 2
+    assert far.stderr.strip() == 'error: no enabled rule has button "Ship it"; the buttons are "Needs review"'
+
+
+def test_press_reports_bad_orders_and_rules_like_explain(cli, buttons, tmp_path):
+    invalid = cli("press", "Needs review", "--rules", str(buttons), "-", input='{"id": "1", "order_total": "x"}')
+    assert invalid.exit_code == 2
+    assert invalid.stderr.startswith("error: invalid order: order_total")
+    assert cli("press", "Needs review", "--rules", str(buttons), str(tmp_path / "missing.json")).exit_code == 2
+    (tmp_path / "typo.rules").write_text(TYPO_RULES, encoding="utf-8")
+    bad_rules = cli("press", "Needs review", "--rules", str(tmp_path / "typo.rules"), "-", input=_order("1", "US"))
+    assert bad_rules.exit_code == 1
+    assert f"{tmp_path / 'typo.rules'}:2:10: E201:" in bad_rules.stderr
+
+
 # ---- fmt ---------------------------------------------------------------------------------------
 
 MESSY = """\
@@ -284,6 +422,16 @@ def test_fmt_leaves_files_with_syntax_errors_alone(cli, tmp_path, formatter):
     assert path.read_text(encoding="utf-8") == broken
 
 
+def test_fmt_takes_rules_like_the_other_commands(cli, tmp_path, formatter):
+    path = tmp_path / "messy.rules"
+    path.write_text(MESSY, encoding="utf-8")
+    result = cli("fmt", "--check", "--rules", str(tmp_path))
+    assert result.exit_code == 1
+    assert f"would reformat {path}" in result.stderr
+    assert cli("fmt", "-", "--rules", str(tmp_path), input=MESSY).exit_code == 2
+    assert path.read_text(encoding="utf-8") == MESSY
+
+
 def test_fmt_stdin_to_stdout(cli, formatter):
     result = cli("fmt", "-", input=MESSY)
     assert result.exit_code == 0
@@ -316,6 +464,34 @@ def test_actions_lists_parameters(cli):
     assert move["emits"] == ["Folder is Changed"]
     assert [(p["name"], p["required"]) for p in move["params"]] == [("folder", True)]
     assert [(p["name"], p["required"]) for p in listed["Tag Order"]["params"]] == [("name", True), ("color", False)]
+
+
+def _help_pages() -> list[tuple[str, ...]]:
+    commands = typer.main.get_command(app).commands
+    assert {"check", "fmt", "run", "test", "explain", "press", "events", "actions", "version"} <= commands.keys()
+    return [("--help",)] + [(name, "--help") for name in sorted(commands)]
+
+
+@pytest.mark.parametrize("args", _help_pages(), ids=" ".join)
+def test_help_reads_without_type_noise(cli, args):
+    result = cli(*args)
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Usage: ruledesk ")
+    for noise in ("<bool>", "[default: False]", "--no-", "<str>", "<list[str]>"):
+        assert noise not in result.stdout
+
+
+def test_commands_that_read_rules_take_rules_the_same_way(cli):
+    for command in ("check", "fmt", "run", "test", "explain", "press"):
+        words = " ".join(cli(command, "--help").stdout.split())
+        assert "--rules PATH Rule file or directory, repeatable (default: rules.d)." in words, command
+
+
+def test_version_option_and_command_agree(cli):
+    option, command = cli("--version"), cli("version")
+    assert option.exit_code == command.exit_code == 0
+    assert re.fullmatch(r"ruledesk \S+\n", option.stdout)
+    assert option.stdout == command.stdout
 
 
 def test_version_and_module_entry_point():

@@ -1,0 +1,74 @@
+"""`ruledesk run` without --dry-run performs the jobs of external actions in-process and prints the
+decisions of the events they emit; with --dry-run the jobs are shown, not performed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+from typer.testing import CliRunner
+
+import ruledesk.engine.cli.run as run_command
+from ruledesk.engine import ActionSpec, default_actions
+from ruledesk.engine.cli import app
+from ruledesk.engine.model.context import Emitted
+from ruledesk.engine.model.jobs import Done, Failed, JobHandlers
+
+RULES = '''
+rule "Ping on import" { when "Order is Imported" then "Ping"(target: "t-{{ order.id }}") }
+rule "Confirmed" { when "Order Confirmed" then "Set Order Metadata"(field: "pinged", value: "yes") }
+'''
+
+
+class PingParams(BaseModel):
+    target: str
+
+
+@pytest.fixture
+def pinged(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[list[str], Path]:
+    calls: list[str] = []
+
+    def ping(job, ctx):
+        calls.append(job.params["target"])
+        if job.params["target"] == "t-bad":
+            return Failed("the receiver refused it")
+        return Done(events=(Emitted("Order Confirmed", {}),))
+
+    def actions():
+        catalogue = default_actions()
+        catalogue.register(ActionSpec("Ping", PingParams, job="ping"))
+        return catalogue
+
+    monkeypatch.setattr(run_command, "default_actions", actions)
+    monkeypatch.setattr(run_command, "builtin_handlers", lambda: JobHandlers({"ping": ping}))
+    rules = tmp_path / "rules.d"
+    rules.mkdir()
+    (rules / "ping.rules").write_text(RULES)
+    return calls, rules
+
+
+def test_run_performs_jobs_and_prints_the_decisions_of_the_events_they_emit(pinged) -> None:
+    calls, rules = pinged
+    orders = json.dumps({"id": "1"}) + "\n" + json.dumps({"id": "bad"}) + "\n"
+    result = CliRunner().invoke(app, ["run", "--rules", str(rules), "--format", "json", "-"], input=orders)
+    assert calls == ["t-1", "t-bad"]
+    decisions = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(d["event"], d["order_id"], d["fired"]) for d in decisions] == [
+        ("Order is Imported", "1", ["Ping on import"]), ("Order Confirmed", "1", ["Confirmed"]),
+        ("Order is Imported", "bad", ["Ping on import"])]
+    assert decisions[0]["actions"][0]["status"] == "scheduled"
+    assert decisions[1]["order"]["order_metadata"] == {"pinged": "yes"}
+    assert decisions[1]["event_id"] == decisions[0]["actions"][0]["job"]["key"] + ".1"
+    assert "<stdin>:2: job ping (Ping, job-" in result.stderr and "failed: the receiver refused it" in result.stderr
+    assert result.exit_code == 0
+
+
+def test_dry_run_shows_jobs_and_performs_none(pinged) -> None:
+    calls, rules = pinged
+    result = CliRunner().invoke(app, ["run", "--dry-run", "--rules", str(rules), "--format", "json", "-"],
+                                input=json.dumps({"id": "1"}) + "\n")
+    [decision] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert calls == []
+    assert decision["actions"][0]["status"] == "dry-run" and decision["actions"][0]["job"]["params"] == {"target": "t-1"}
