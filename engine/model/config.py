@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 
 
 class EmailSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, hide_input_in_errors=True)
 
     smtp: str = Field(description="the SMTP server, smtp://host:port or smtps://host:port")
     sender: str = Field(alias="from", description="the From address")
@@ -31,7 +31,7 @@ class EmailSettings(BaseModel):
 
 
 class Limits(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     max_depth: int = Field(10, ge=1, description="how deep a cascade of emitted events may go")
     max_firings: int = Field(100, ge=1, description="how many rules may fire for one incoming event")
@@ -40,7 +40,7 @@ class Limits(BaseModel):
 class Config(BaseModel):
     """Everything ``ruledesk.yaml`` holds."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     stores: list[StoreSettings] = Field(default_factory=list, description="one entry per Order Desk store")
     email: EmailSettings | None = Field(None, description="how Send Email sends")
@@ -72,7 +72,11 @@ def parse_config(text: str, name: str = "ruledesk.yaml") -> Config:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
-        raise ConfigError([f"{where}: not valid YAML: {exc.problem}"]) from None
+        problem = f"{where}: not valid YAML: {exc.problem}"
+    else:
+        problem = None
+    if problem is not None:  # raised outside the handler: the YAML error (which quotes the line) is not chained
+        raise ConfigError([problem])
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -47,7 +47,8 @@ Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
 class Settings(BaseModel):
     """Base of settings models: an unknown key is an error (a typo gets a suggestion from the checker)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True,
+                              hide_input_in_errors=True)  # a refused secret is never echoed
 
 
 class PodosSettings(Settings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -240,6 +241,14 @@ class Engine:
                 raise EventError(f"unknown store {given!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
                                  + f"; configured stores: {', '.join(sorted(self.stores))}")
             return found
+        if isinstance(given, dict):
+            if self.stores:
+                raise EventError("stores are configured: an event names one of them "
+                                 f"({', '.join(sorted(self.stores))}), it cannot give store settings")
+            podos = given.get("podos")
+            if isinstance(given.get("api_key"), str) or (isinstance(podos, dict) and isinstance(podos.get("token"), str)):
+                # an event is input, not configuration: no env:/file: reference is resolved for it (no I/O)
+                raise EventError("an event's store cannot carry secrets (api_key, podos.token): configure the store")
         try:
             return store_settings(given)
         except ValidationError as exc:
@@ -333,12 +342,13 @@ class Engine:
                 order = pending.order if item.order is None else item.order
                 item_store = pending.store if item.store is None else self.store(item.store)
                 ref = OrderRef(item_store.name, _order_id(order))
-                result.orders.setdefault(ref, order)
+                processed = not cascade.firing_limit_hit and pending.depth + 1 <= self.max_depth
+                if processed or ref not in result.orders:  # the order as the last event processed on it leaves it
+                    result.orders[ref] = order
                 result.stores.setdefault(item_store.name, item_store)
                 event_id = f"{pending.event_id}.{number}"
                 spec = self.events.get(item.name)
                 chain = pending.chain + (rule_name, spec.name)
-                processed = not cascade.firing_limit_hit and pending.depth + 1 <= self.max_depth
                 result.events.append(EmittedEvent(event_id, spec.name, ref, item.payload, rule_name, processed))
                 if cascade.firing_limit_hit:
                     continue
@@ -350,6 +360,8 @@ class Engine:
                                       pending.store_view if target is not None else self._store_view(item_store),
                                       pending.depth + 1, chain, event_id, rule_name))
             if cascade.firing_limit_hit:
+                cut = {waiting.event_id for waiting in queue}  # emitted earlier, now never processed
+                result.events = [dataclasses.replace(e, processed=False) if e.id in cut else e for e in result.events]
                 queue.clear()
         return result
 
@@ -368,8 +380,17 @@ class Engine:
                 item.payload = _validate_payload(event, item.payload)
             except EventError as exc:
                 return f"{spec.name} emitted {exc}"
-            if item.store is not None and isinstance(item.store, str) and self.stores and item.store not in self.stores:
-                return f'{spec.name} emitted "{event.name}" for an unknown store {item.store!r}'
+            if item.store is not None:
+                if item.order is None:  # the store of another order: the emitting order stays in its own
+                    return f'{spec.name} emitted "{event.name}" for store {item.store!r} without the order it is for'
+                if not isinstance(item.store, str):
+                    return f'{spec.name} emitted "{event.name}" for a store that is not a name: {type(item.store).__name__}'
+                if self.stores and item.store not in self.stores:
+                    return f'{spec.name} emitted "{event.name}" for an unknown store {item.store!r}'
+                try:
+                    self.store(item.store)
+                except EventError as exc:
+                    return f'{spec.name} emitted "{event.name}" for an {exc}'
         return None
 
     def _run_event(self, ruleset: Ruleset, pending: _Pending, cascade: _Cascade
