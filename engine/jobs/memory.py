@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import heapq
 import itertools
@@ -15,7 +16,7 @@ from ruledesk.engine.model.jobs import Done, Failed, Job, JobContext, JobHandler
 from ruledesk.engine.model.order import dump_order
 from ruledesk.engine.model.settings import StoreSettings
 from ruledesk.engine.run.decision import OrderRef, Result
-from ruledesk.engine.run.engine import Engine
+from ruledesk.engine.run.engine import Engine, EventError
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,15 @@ class MemoryRunner:
         self.runs: list[JobRun] = []
         self._queue: list[tuple[_dt.datetime, int, Job, int]] = []
         self._seen: set[str] = set()
+        self._events: set[str] = set()  # ids of the events whose results were submitted
         self._sequence = itertools.count()
 
     def submit(self, result: Result) -> None:
-        """Take a processed event's orders and jobs (what the daemon would commit)."""
+        """Take a processed event's orders and jobs (what the daemon would commit); a result of an
+        event already submitted is ignored, as the store acknowledges a re-delivered event."""
+        if result.event_id in self._events:
+            return
+        self._events.add(result.event_id)
         self.orders.update(result.orders)
         self.stores.update(result.stores)
         for job in result.jobs:
@@ -95,7 +101,7 @@ class MemoryRunner:
                     continue
                 outcome = Failed(f"gave up after {attempt} attempts: {outcome.error}")
                 self.runs.append(JobRun(job, attempt, outcome, self.clock()))
-            results.extend(self._emit(job, outcome.events))
+            results.extend(self._emit(job, attempt, outcome.events))
         return results
 
     def _store(self, name: str) -> StoreSettings:
@@ -105,24 +111,34 @@ class MemoryRunner:
         handler = self.handlers.get(job.kind)
         if handler is None:
             return Failed(f"no handler for job kind {job.kind!r}")
-        order = self.orders.get(OrderRef(job.store, job.order_id), {"id": job.order_id})
+        # a copy: orders change through events and their rules, never behind them
+        order = copy.deepcopy(self.orders.get(OrderRef(job.store, job.order_id), {"id": job.order_id}))
         context = JobContext(order, self._store(job.store), self.clients, self.clock, attempt)
         try:
-            return handler(job, context)
+            outcome = handler(job, context)
         except Exception as exc:  # a broken handler fails its job, never the runner
             return Failed(f"{job.kind} handler failed unexpectedly: {type(exc).__name__}: {exc}")
+        if not isinstance(outcome, (Done, Retry, Failed)):
+            return Failed(f"{job.kind} handler returned {type(outcome).__name__}, not Done, Retry or Failed")
+        if isinstance(outcome, Retry) and (not isinstance(outcome.at, _dt.datetime) or outcome.at.tzinfo is None):
+            return Failed(f"{job.kind} handler asked for a retry without an aware datetime: {outcome.error}")
+        return outcome
 
-    def _emit(self, job: Job, events: tuple[Emitted, ...]) -> list[Result]:
+    def _emit(self, job: Job, attempt: int, events: tuple[Emitted, ...]) -> list[Result]:
+        """Process the events a handler emitted; one that cannot be processed (unknown event or
+        store, bad payload) fails the job, the others are processed."""
         results = []
         for number, item in enumerate(events, 1):
-            store = item.store or job.store
-            order = item.order if item.order is not None else self.orders.get(OrderRef(store, job.order_id),
-                                                                              {"id": job.order_id})
-            event = Event(item.name, dump_order(order), item.payload, self._store(store), f"{job.key}.{number}")
-            result = self.engine.process(event, dry_run=False)
+            try:
+                store = item.store if item.store is not None else job.store
+                order = item.order if item.order is not None else self.orders.get(OrderRef(store, job.order_id),
+                                                                                  {"id": job.order_id})
+                event = Event(item.name, dump_order(order), item.payload, self._store(store), f"{job.key}.{number}")
+                result = self.engine.process(event, dry_run=False)
+            except EventError as exc:
+                self.runs.append(JobRun(job, attempt, Failed(f"emitted an event that cannot be processed: {exc}"),
+                                        self.clock()))
+                continue
             self.submit(result)
             results.append(result)
         return results
-
-    def _store(self, name: str) -> StoreSettings:
-        return self.stores.get(name) or self.engine.store(name)
