@@ -53,7 +53,7 @@ def run(
     ruleset = load_or_exit(rules, events, catalogue, err, trace=False)
     engine = Engine(ruleset, events=events, actions=catalogue, dry_run=dry_run, max_depth=max_depth,
                     max_firings=max_firings, clock=fixed_clock(now), explain=DECIDING)
-    runner = None if dry_run else MemoryRunner(engine, builtin_handlers(), clock=engine.clock)
+    runner = None if dry_run else MemoryRunner(engine, builtin_handlers())  # real time, even with --now
     output_format = default_format(output_format)
     out = stdout_console()
     name = input_name(orders)
@@ -83,6 +83,8 @@ def run(
             processed += len(decisions)
             emitted += sum(1 for d in decisions if d.depth > 0 or d.event_id != decisions[0].event_id)
             write_decisions(out, decisions, output_format, explain=explain, title=f"line {number}")
+    if runner is not None and runner.pending:
+        err.print(f"{count(runner.pending, 'job')} still waiting for a retry when the input ended: not performed")
     summary = f"{count(processed, 'event')} processed ({emitted} emitted), {count(rejected, 'line')} rejected"
     err.print(summary + (f", {count(failed, 'internal error')}" if failed else ""))
     if failed:

@@ -58,11 +58,12 @@ class MemoryRunner:
         self.stores: dict[str, StoreSettings] = {}
         self.runs: list[JobRun] = []
         self._queue: list[tuple[_dt.datetime, int, Job, int]] = []
+        self._hops: dict[str, int] = {}  # job key -> how many jobs led to it (job -> event -> job ...)
         self._seen: set[str] = set()
         self._events: set[str] = set()  # ids of the events whose results were submitted
         self._sequence = itertools.count()
 
-    def submit(self, result: Result) -> None:
+    def submit(self, result: Result, *, hops: int = 0) -> None:
         """Take a processed event's orders and jobs (what the daemon would commit); a result of an
         event already submitted is ignored, as the store acknowledges a re-delivered event."""
         if result.event_id in self._events:
@@ -73,6 +74,7 @@ class MemoryRunner:
         for job in result.jobs:
             if job.key not in self._seen:
                 self._seen.add(job.key)
+                self._hops[job.key] = hops
                 heapq.heappush(self._queue, (self.clock(), next(self._sequence), job, 1))
 
     @property
@@ -127,7 +129,13 @@ class MemoryRunner:
     def _emit(self, job: Job, attempt: int, events: tuple[Emitted, ...]) -> list[Result]:
         """Process the events a handler emitted; one that cannot be processed (unknown event or
         store, bad payload) fails the job, the others are processed."""
-        results = []
+        results: list[Result] = []
+        hops = self._hops.get(job.key, 0) + 1
+        if events and hops > self.engine.max_depth:
+            self.runs.append(JobRun(job, attempt, Failed(
+                f"job chain limit {self.engine.max_depth} reached: the {len(events)} event(s) this job emitted "
+                "were not processed"), self.clock()))
+            return results
         for number, item in enumerate(events, 1):
             try:
                 store = item.store if item.store is not None else job.store
@@ -139,6 +147,6 @@ class MemoryRunner:
                 self.runs.append(JobRun(job, attempt, Failed(f"emitted an event that cannot be processed: {exc}"),
                                         self.clock()))
                 continue
-            self.submit(result)
+            self.submit(result, hops=hops)
             results.append(result)
         return results

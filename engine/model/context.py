@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ class Emitted:
 class ActionContext:
     """What an action implementation may touch."""
 
-    __slots__ = ("order", "item", "event", "store", "emitted", "stopped", "changed", "_clock")
+    __slots__ = ("order", "item", "event", "emitted", "stopped", "changed", "_clock", "_store", "_store_copy")
 
     def __init__(
         self,
@@ -75,7 +76,8 @@ class ActionContext:
         self.order = order
         self.item = item
         self.event = event
-        self.store = store
+        self._store = store
+        self._store_copy: dict[str, Any] | None = None
         self.emitted: list[Emitted] = []
         self.stopped = False
         self.changed = False
@@ -87,6 +89,14 @@ class ActionContext:
         (None: the store of the order that emitted it).  The engine checks it against the action's
         declared ``emits`` and the event's payload model."""
         self.emitted.append(Emitted(name, payload or {}, order, store))
+
+    @property
+    def store(self) -> dict[str, Any]:
+        """The store's settings as rules see them (no secrets); the action's own copy, made when it
+        first looks (the engine shares one view between every event of the store)."""
+        if self._store_copy is None:
+            self._store_copy = copy.deepcopy(self._store)
+        return self._store_copy
 
     def stop(self) -> None:
         self.stopped = True

@@ -297,14 +297,19 @@ class Engine:
                      store: StoreSettings | dict[str, Any] | str | None = None, dry_run: bool | None = None,
                      explain: str | None = None, event_id: str | None = None) -> Result:
         """Run the scheduled rule ``rule`` (``when every D in folder "F"``) on one order; the caller
-        (the scheduler) picks the orders of the folder and, for exactly-once runs, the event id of
-        the period (e.g. the rule, the order and the period's start)."""
+        (the scheduler) picks the orders of the folder and, for exactly-once runs, gives the id of
+        the period (e.g. ``"Nightly@2026-11-23"``): the order's event id is that id, its store and
+        its order id (``Nightly@2026-11-23/acme/1001``), so every order of a period has its own ids
+        and job keys, and the same period of the same order always the same."""
         plan = self.ruleset.plan(schedule_key(rule))
         if plan is None:
             raise EventError(f"no enabled scheduled rule is named {rule!r}")
         trigger = plan.rules[0].trigger
         name = f'Every {trigger.every.raw} in folder "{trigger.folder}"'
-        return self._cascade(self._trigger_event(name, data, store, event_id), plan, dry_run, explain)
+        event = self._trigger_event(name, data, store, None)
+        if event_id is not None:
+            event.id = f"{event_id}/{event.store.name}/{_order_id(event.order)}"
+        return self._cascade(event, plan, dry_run, explain)
 
     def _trigger_event(self, name: str, order: dict[str, Any], store: StoreSettings | dict[str, Any] | str | None,
                        event_id: str | None) -> Event:
@@ -416,7 +421,7 @@ class Engine:
         now = self.clock() if plan.uses_now else None
         order, store, explain = pending.order, pending.store_view, cascade.explain
         event_ns = {"name": pending.name, **pending.payload}
-        event = Event(pending.name, order, pending.payload, pending.store, pending.event_id)
+        event = Event(pending.name, order, pending.payload, store, pending.event_id)  # secrets stay out
         rules = plan.rules
         log = decision._log
         missed: dict[int, int] = {}

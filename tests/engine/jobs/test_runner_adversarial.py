@@ -113,9 +113,6 @@ def test_chains_of_handler_events_and_jobs_run_with_derived_ids() -> None:
     assert [r.event_id for r in again.run()] == [r.event_id for r in results]
 
 
-@pytest.mark.xfail(strict=True, reason="a job and the events its handler emits are not counted in any depth: "
-                   "a rule that schedules a job whose handler emits the rule's event loops without end "
-                   "(Job carries no depth or chain for a runner to check against max_depth)")
 def test_a_job_event_job_loop_is_cut_by_the_depth_limit() -> None:
     runs = []
 
@@ -127,7 +124,8 @@ def test_a_job_event_job_loop_is_cut_by_the_depth_limit() -> None:
     engine, runner = runner_for(ping, rules, max_depth=3)
     runner.submit(engine.process(EVENT))
     runner.run()
-    assert len(runs) <= 4
+    assert len(runs) == 4
+    assert runner.runs[-1].status == "failed" and "job chain limit 3 reached" in runner.runs[-1].outcome.error
 
 
 def test_retry_then_done_keeps_the_key_and_derives_the_event_ids_from_it() -> None:

@@ -228,9 +228,6 @@ def test_ids_and_keys_do_not_depend_on_explain_level_or_dry_run() -> None:
     assert [e.id for e in result.events] == ["e.1", "e.2", "e.3"]
 
 
-@pytest.mark.xfail(strict=True, reason="event ids are the caller's: docs/jobs.md says the daemon may give a "
-                   "scheduled rule's period run one id, but job keys and emitted event ids derive from the id "
-                   "alone, so two orders of that run get the same keys and ids (the store keeps one job)")
 def test_a_shared_period_id_gives_each_order_its_own_job_keys_and_event_ids() -> None:
     engine = engine_of('''
         rule "Nightly" { when every 1d in folder "Waiting" then "Ping"(target: "x") "Move to Folder"(folder: "Done") }
