@@ -101,3 +101,20 @@ def test_the_firing_limit_stops_the_cascade_and_marks_what_was_not_processed() -
     assert "firing limit 3 reached" in result.decisions[-1].stopped["reason"]
     assert [e.processed for e in result.events] == [True, True, True]
     assert len(result.order["order_notes"]) == 3
+
+
+def test_an_action_that_changes_its_store_view_changes_nothing_for_the_next_events() -> None:
+    def scribble(ctx, params) -> None:
+        ctx.store["settings"]["label"] = "scribbled"
+        ctx.store["name"] = "evil"
+
+    actions = catalogue()
+    actions.register(ActionSpec("Scribble", NoParams, scribble, mutates_order=False))
+    engine = Engine.from_source('''
+        rule "S" { when "Order is Imported" then "Scribble" "Add Note"(text: "n") }
+        rule "L" { when "Note Added" then "Set Order Metadata"(field: "label", value: "{{ store.settings.label }}") }
+    ''', actions=actions, events=default_events(), stores=STORES, clock=fixed_clock)
+    for _ in range(2):
+        result = engine.process({"event": "Order is Imported", "order": {"id": "1"}, "store": "alpha"})
+        assert result.order["order_metadata"]["label"] == "A"
+        assert [d.store for d in result.decisions] == ["alpha", "alpha"]
