@@ -156,7 +156,7 @@ class ASTBuilder(Transformer):
         left, right = children
         operands = []
         for side in (left, right):
-            if isinstance(side, ast.BoolOp) and side.op == op and not getattr(side, "_grouped", False):
+            if isinstance(side, ast.BoolOp) and side.op == op and not side.grouped:
                 operands.extend(side.operands)
             else:
                 operands.append(side)
