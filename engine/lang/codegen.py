@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ruledesk.grammar import ast
 from ruledesk.engine.model import types as T
-from ruledesk.engine.lang.checker import ROOTS, Binding, Scope, Typer
+from ruledesk.engine.lang.typer import ROOTS, Binding, Scope, Typer
 
 if TYPE_CHECKING:
     from ruledesk.engine.lang.compiler import Compiler
@@ -482,7 +482,7 @@ def cost(e: ast.Expr | None) -> int:
     if isinstance(e, (ast.Quantifier, ast.Count, ast.Sum)):
         return 20
     if isinstance(e, ast.Call):
-        return (1 if e.func in ("lower", "upper", "len", "now", "date", "round") else 8) + sum(map(cost, e.args))
+        return (1 if e.func in ast.BUILTIN_FUNCTIONS else 8) + sum(map(cost, e.args))
     if isinstance(e, ast.ListLit):
         return sum(map(cost, e.items))
     if isinstance(e, ast.Compare):

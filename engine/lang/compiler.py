@@ -18,7 +18,8 @@ from typing import Any
 
 from ruledesk.grammar import ast
 from ruledesk.engine.model.catalogue import ActionSpec, Catalogue
-from ruledesk.engine.lang.checker import ROOTS, Binding, CheckedRule, CheckResult, Scope, Typer
+from ruledesk.engine.lang.checker import CheckedRule, CheckResult
+from ruledesk.engine.lang.typer import ROOTS, Binding, Scope, Typer
 from ruledesk.engine.lang.codegen import ExprCompiler, TraceNodes, FunctionBuilder, cheap_first
 from ruledesk.grammar.diagnostics import Diagnostics
 from ruledesk.engine.lang.runtime import RUNTIME_NAMESPACE
@@ -304,9 +305,6 @@ class Compiler:
             checked.typer = Typer(self.checked.lets, self._sink, checked.scope)
         return checked.typer
 
-    def _env(self, checked: CheckedRule) -> dict[str, str]:
-        return {name: name for name in ROOTS}
-
     def helper_name(self) -> str:
         self._helper_count += 1
         return f"_loop{self._helper_count}"
@@ -324,7 +322,7 @@ class Compiler:
     def _condition_code(self, checked: CheckedRule, fn: FunctionBuilder) -> str:
         """A rule's condition as one expression, its top-level clauses cheap first."""
         ec = ExprCompiler(self, self._typer(checked), fn)
-        parts = [ec.bool(part, checked.scope, self._env(checked)) for _, part in cheap_first(checked.rule.condition)]
+        parts = [ec.bool(part, checked.scope, _root_env()) for _, part in cheap_first(checked.rule.condition)]
         return parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
 
     def _clauses(self, checked: CheckedRule, fn: FunctionBuilder) -> list[tuple[int, list[str], str, str, ast.Loc]]:
@@ -334,7 +332,7 @@ class Compiler:
         if cond is None:
             return []
         ec = ExprCompiler(self, self._typer(checked), fn)
-        return [(index,) + ec.clause_check(part, checked.scope, self._env(checked)) + (part.loc,)
+        return [(index,) + ec.clause_check(part, checked.scope, _root_env()) + (part.loc,)
                 for index, part in cheap_first(cond)]
 
     def _emit_trace(self, checked: CheckedRule, nodes: TraceNodes) -> None:
@@ -344,7 +342,7 @@ class Compiler:
             self._line("    return True")
             return
         ec = ExprCompiler(self, self._typer(checked), FunctionBuilder(hoist=False), trace=nodes)
-        self._line(f"    return {ec.bool(cond, checked.scope, self._env(checked))}", cond.loc)
+        self._line(f"    return {ec.bool(cond, checked.scope, _root_env())}", cond.loc)
 
     def _emit_why(self, checked: CheckedRule) -> None:
         fn = FunctionBuilder(hoist=True)
@@ -404,7 +402,7 @@ class Compiler:
     def _emit_actions(self, checked: CheckedRule, cr: CompiledRule) -> None:
         self._line("def act(run, order, event, store, now):", checked.rule.loc)
         typer = self._typer(checked)
-        self._statements(checked.rule.actions, checked.scope, self._env(checked), "None", 1, typer, cr)
+        self._statements(checked.rule.actions, checked.scope, _root_env(), "None", 1, typer, cr)
         self._line("    return None")
 
     def _statements(self, statements, scope: Scope, env: dict[str, str], item: str, depth: int, typer: Typer,
@@ -440,6 +438,11 @@ class Compiler:
             binders = [f"{name!r}: {code}" for name, code in env.items() if name not in ROOTS]
             names = "{" + ", ".join(binders) + "}" if binders else "None"
             self._line(f"{pad}run.call({slot}, {{{', '.join(params)}}}, {item}, {names})", stmt.loc)
+
+
+def _root_env() -> dict[str, str]:
+    """The generated names of the roots (they are spelt as in the rules)."""
+    return {name: name for name in ROOTS}
 
 
 def button_key(label: str) -> str:
