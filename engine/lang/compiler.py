@@ -69,9 +69,16 @@ class CompiledRule:
             # Every rule's `why`/`act` is defined under the same name in the shared namespace (its
             # helpers and constants live there): define and take it in one step, one thread at a time.
             with _DEFINE:
-                exec(code, self._namespace)  # noqa: S102 - generated code
-                fn = self._functions[kind] = self._namespace[kind]
+                fn = self._functions.get(kind)
+                if fn is None:
+                    exec(code, self._namespace)  # noqa: S102 - generated code
+                    fn = self._functions[kind] = self._namespace[kind]
         return fn
+
+    def warm(self) -> None:
+        """Compile every function of this rule now (see ``Ruleset.warm``)."""
+        for kind in self._sources:
+            self._function(kind)
 
     @property
     def why(self) -> Callable[..., Any]:
@@ -123,14 +130,29 @@ class EventPlan:
         clause compared are not built then (most are never read): ``values(i, clause, snapshot, ...)``
         recomputes them from ``snapshot``, the field reads and aggregates the match made.
         Compiled on first use."""
-        if self._match_why is None:
-            scope = self._why_scope = dict(self.namespace)
-            exec(compile(self.why_source, f"<match_why {self.event!r}>", "exec"), scope)  # noqa: S102
-            self._match_why = scope["match_why"]
-        return self._match_why
+        fn = self._match_why
+        if fn is None:
+            code = compile(self.why_source, f"<match_why {self.event!r}>", "exec")
+            with _DEFINE:  # like the rules' functions: one definition, whichever thread asks first
+                fn = self._match_why
+                if fn is None:
+                    scope = dict(self.namespace)
+                    exec(code, scope)  # noqa: S102 - generated code
+                    self._why_scope = scope
+                    fn = self._match_why = scope["match_why"]
+        return fn
+
+    def warm(self) -> None:
+        """Compile ``match_why`` and every deciding clause's value function now (see ``Ruleset.warm``)."""
+        for position, clause in self.value_sources:
+            self._value_function(position, clause)
+        self.match_why  # noqa: B018 - a plan whose rules have no conditions has no value functions
 
     def values(self, position: int, clause: int, snapshot: tuple, order: dict, event: dict, store: dict) -> tuple:
         """The values the deciding clause ``clause`` of rule ``position`` compared, from a match_why snapshot."""
+        return self._value_function(position, clause)(*snapshot, order, event, store)
+
+    def _value_function(self, position: int, clause: int) -> Callable[..., tuple]:
         key = (position, clause)
         fn = self._value_functions.get(key)
         if fn is None:
@@ -144,7 +166,7 @@ class EventPlan:
             with _DEFINE:
                 exec(code, self._why_scope)  # noqa: S102 - generated code
                 fn = self._value_functions[key] = self._why_scope[name]
-        return fn(*snapshot, order, event, store)
+        return fn
 
 
 @dataclass
