@@ -119,12 +119,12 @@ def rt_ends(a: Any, b: Any) -> bool:
 
 
 def rt_matches(pattern: Any, a: Any) -> bool:
-    """``pattern`` is compiled at check time (``regex.compile_pattern``): linear in ``a``."""
+    """``pattern`` is a ``patterns.LinearPattern`` compiled at check time: linear in ``a``."""
     if a.__class__ is not str:
         return False
     try:
-        return pattern.search(a) is not None
-    except (AttributeError, TypeError, ValueError):  # not a pattern; text RE2 cannot take (a lone surrogate)
+        return pattern.search(a)
+    except (AttributeError, TypeError, ValueError):  # not a pattern
         return False
 
 

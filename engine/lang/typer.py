@@ -5,13 +5,13 @@ inferred.  Names, scopes and the typing rules of operators live here too."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ruledesk.grammar import ast
 from ruledesk.engine.model import types as T
 from ruledesk.grammar.diagnostics import Diagnostics, closest, did_you_mean
 from ruledesk.engine.model.order import parse_datetime
+from ruledesk.engine.lang.patterns import LinearPattern, PatternError, compile_pattern
 
 ROOTS = ("order", "event", "store")
 RESERVED = frozenset({"not", "any", "all", "count", "sum", "true", "false", "null"})
@@ -367,7 +367,7 @@ class Typer:
                 return "a string is never equal to a number; compare like with like"
         return None
 
-    def regex_of(self, pattern: ast.Expr, scope: Scope) -> re.Pattern[str] | None:
+    def regex_of(self, pattern: ast.Expr, scope: Scope) -> LinearPattern | None:
         literal = self.literal_string(pattern, scope)
         if literal is None:
             self.err(pattern.loc, "E303", "matches takes a string literal (or a let bound to one)",
@@ -375,10 +375,9 @@ class Typer:
             return None
         text, loc = literal
         try:
-            return re.compile(text)
-        except re.error as exc:
-            self.err(loc, "E303", f"bad regular expression: {exc.msg} at position {exc.pos}",
-                     "this is a Python regular expression (re.search)")
+            return compile_pattern(text)
+        except PatternError as exc:
+            self.err(loc, "E303", exc.message, exc.hint)
             return None
 
     def literal_string(self, e: ast.Expr, scope: Scope) -> tuple[str, ast.Loc] | None:
