@@ -37,6 +37,7 @@ CODES = {
     "E403": "reserved name",
     "E404": "bad rule option",
     "E406": "nested too deeply",
+    "E407": "too large once lets are expanded",
     "E900": "formatter bug (its output would not mean the same rules; nothing was written)",
     "W501": "empty then",
     "W502": "empty for block",

@@ -16,6 +16,7 @@ from ruledesk.engine.model.catalogue import ActionSpec, Catalogue, EventSpec
 from ruledesk.grammar.diagnostics import Diagnostics, closest, did_you_mean
 from ruledesk.engine.model.order import ORDER_TYPE, STORE_TYPE
 from ruledesk.engine.lang.templates import is_template, template_environment
+from ruledesk.engine.lang.expansion import MAX_EXPANSION, ExpansionSizes
 from ruledesk.engine.lang.typer import RESERVED, ROOTS, Binding, Scope, Typer, located
 
 MAX_NESTING = 64  # levels of expression nesting in one rule or let: far beyond what people write
@@ -89,7 +90,11 @@ class Checker:
         self.diagnostics = diagnostics
         let_typer = self._typer(lets, generic_scope, recursive)
         too_deep = {name for name, let in lets.items() if self._too_deep(let, let.body, diagnostics)}
-        recursive = recursive | too_deep
+        self.sizes = ExpansionSizes(lets, frozenset(recursive | too_deep))
+        too_large = {name for name, let in lets.items() if name not in recursive | too_deep
+                     and self._too_large(let, self.sizes.of_let(name), diagnostics)}
+        self.sizes.skip.update(too_large)
+        recursive = recursive | too_deep | too_large
         for let in lets.values():
             if let.name not in recursive:
                 scope = Scope({k: v for k, v in generic_scope.names.items()}, let.name)
@@ -214,8 +219,22 @@ class Checker:
                           "split it into lets", length=len(owner.name) + 2)
         return True
 
+    def _too_large(self, owner: ast.Let | ast.Rule, size: int, diagnostics: Diagnostics) -> bool:
+        """Larger than MAX_EXPANSION nodes once lets are expanded inline is refused: it would take
+        the checker and the compiler time and memory in proportion (``expansion.py``)."""
+        if size <= MAX_EXPANSION:
+            return False
+        what = f'rule "{owner.name}"' if isinstance(owner, ast.Rule) else f"let {owner.name}"
+        shown = f"{size:,}" if size < MAX_EXPANSION * 1000 else f"more than {MAX_EXPANSION * 1000:,}"
+        diagnostics.error(owner.loc, "E407", f"{what} expands to {shown} nodes once its lets are expanded; "
+                          f"at most {MAX_EXPANSION:,} are allowed",
+                          "every use of a let is expanded in place: a let used twice in another that is used "
+                          "twice... doubles at each level; compute the value once in fewer levels",
+                          length=len(owner.name) + 2)
+        return True
+
     def _check_rule(self, rule: ast.Rule, lets, recursive, diagnostics: Diagnostics) -> CheckedRule:
-        if self._too_deep(rule, rule, diagnostics):
+        if self._too_deep(rule, rule, diagnostics) or self._too_large(rule, self.sizes.of_rule(rule), diagnostics):
             return CheckedRule(rule, 0, 0, (), self._scope(self.event_type(())))
         names: list[str] = []
         trigger = rule.trigger
