@@ -115,7 +115,8 @@ class ExprCompiler:
 
     # literals
     def c_StringLit(self, e, scope, env):
-        return repr(e.value)
+        # A long text is a constant: the generated code stays short (its regexes scan each line).
+        return repr(e.value) if len(e.value) <= 100 else self.c.const(e.value)
 
     def c_NumberLit(self, e, scope, env):
         return repr(e.value) if isinstance(e.value, int) else self.c.const(e.value)
