@@ -279,8 +279,17 @@ def _path(loc: tuple[int | str, ...]) -> str:
 def _problem(error: Any) -> str:
     if error["type"] == "value_error":
         return error["msg"].removeprefix("Value error, ")
-    got = repr(error.get("input"))
-    return f"{error['msg'][:1].lower()}{error['msg'][1:]}, got {got[:60]}"
+    got = _short_repr(error.get("input"))
+    return f"{error['msg'][:1].lower()}{error['msg'][1:]}, got {got}"
+
+
+def _short_repr(value: Any) -> str:
+    """At most 60 characters of ``repr(value)``; never an error (an int past Python's str limit)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"a {type(value).__name__} holding a number of more than 4300 digits"
+    return text[:60]
 
 
 def _describe(exc: ValidationError) -> str:
