@@ -33,7 +33,33 @@ class ExpansionSizes:
         return min(base + sum(coefficients), _CAP)
 
     def of_rule(self, rule: ast.Rule) -> int:
-        return self._size(rule, {}, 0)[0]
+        return min(self._plain(rule), _CAP)
+
+    def _plain(self, node: object) -> int:
+        """``_size`` outside any let (no parameters): the common case, kept cheap."""
+        kind = node.__class__
+        if kind is ast.Name:
+            let = self.lets.get(node.id)
+            if let is not None and let.params is None and node.id not in self.skip:
+                return self._let(node.id)[0]
+            return 1
+        if kind is ast.Call:
+            let = self.lets.get(node.func)
+            args = [self._plain(arg) for arg in node.args]
+            if let is not None and let.params is not None and node.func not in self.skip:
+                base, per_arg = self._let(node.func)
+                return base + sum(w * a for w, a in zip(per_arg, args)) + sum(args[len(per_arg):])
+            return 1 + sum(args)
+        total = 1
+        for name in ast.child_fields(kind):
+            value = getattr(node, name)
+            if value.__class__ is tuple:
+                for child in value:
+                    if isinstance(child, ast.Node):
+                        total += self._plain(child)
+            elif isinstance(value, ast.Node):
+                total += self._plain(value)
+        return total
 
     def _let(self, name: str) -> _Linear:
         found = self._linear.get(name)
