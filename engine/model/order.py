@@ -383,6 +383,16 @@ def _parse(model: type[BaseModel], raw: Any, what: str) -> dict[str, Any]:
         raise OrderError(f"invalid {what}: {bad.where()}: {bad}") from None
 
 
+def bounded_value(value: Any, what: str = "value") -> Any:
+    """Free-form JSON (an event payload, a value from outside) held to the bounds of an order's
+    values: floats become Decimals, and a number out of range, nesting past ``MAX_DEPTH`` or a lone
+    surrogate is an ``OrderError`` naming where.  Works in place on dicts and lists."""
+    try:
+        return _normalise(value)
+    except _BadValue as bad:
+        raise OrderError(f"invalid {what}: {bad.where()}: {bad}") from None
+
+
 def parse_order(raw: dict[str, Any]) -> dict[str, Any]:
     """Validate Order Desk order JSON into the runtime representation; ``OrderError`` if it does not fit."""
     return _parse(Order, raw, "order")

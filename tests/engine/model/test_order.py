@@ -288,3 +288,13 @@ def test_to_json_never_writes_text_that_is_not_valid_utf8():
     text.encode("utf-8")
     assert json.loads(text) == {"note": "caf\u00e9 \ud800", "n": "1E+999999", "tiny": "1E-999999"}
     assert to_json({"note": "caf\u00e9"}) == '{"note":"caf\u00e9"}'  # valid text stays unescaped
+
+
+def test_bounded_value_holds_free_json_to_the_order_bounds():
+    from ruledesk.engine.model.order import bounded_value
+
+    assert bounded_value({"skus": ["a", 1.5]}, "payload") == {"skus": ["a", Decimal("1.5")]}
+    with pytest.raises(OrderError, match=r"invalid payload: skus\[0\]: a whole number of more than 1000 digits"):
+        bounded_value({"skus": [10 ** 5000]}, "payload")
+    with pytest.raises(OrderError, match="nest more than 100 levels"):
+        bounded_value({"deep": _nested(200)}, "payload")
