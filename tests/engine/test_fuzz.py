@@ -15,7 +15,7 @@ from ruledesk.engine.lang.ruleset import build_ruleset
 from support import fixed_clock
 
 EVENTS, ACTIONS = default_events(), default_actions()
-FUZZ = settings(max_examples=150, deadline=dt.timedelta(seconds=2), derandomize=False, print_blob=True,
+FUZZ = settings(max_examples=150, deadline=dt.timedelta(seconds=2), database=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # ---- rule text ---------------------------------------------------------------------------------------
