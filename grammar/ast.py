@@ -106,11 +106,18 @@ class Index(Expr):
 
 @dataclass(frozen=True, slots=True)
 class Call(Expr):
-    """A built-in function or a ``let`` predicate."""
+    """A built-in function (``BUILTIN_FUNCTIONS``) or a ``let`` predicate."""
 
     func: str
     args: tuple[Expr, ...]
     loc: Loc = _loc()
+
+
+# The built-in functions and how many arguments each takes (min, max): the one list the checker,
+# the compiler and the explanations read.  Each but now() is the run-time helper rt_<name>.
+BUILTIN_FUNCTIONS: dict[str, tuple[int, int]] = {
+    "lower": (1, 1), "upper": (1, 1), "len": (1, 1), "now": (0, 0), "date": (1, 1), "round": (1, 2),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +151,6 @@ class BoolOp(Expr):
     loc: Loc = _loc()
     # Written in parentheses inside an operator of the same kind (`a and (b and c)`): kept nested.
     grouped: bool = field(default=False, compare=False, repr=False)
-
-    @property
-    def _grouped(self) -> bool:
-        return self.grouped
 
 
 COMPARE_OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not in", "contains", "starts with", "ends with", "matches")

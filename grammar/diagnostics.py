@@ -37,6 +37,7 @@ CODES = {
     "E403": "reserved name",
     "E404": "bad rule option",
     "E406": "nested too deeply",
+    "E407": "too large once lets are expanded",
     "E900": "formatter bug (its output would not mean the same rules; nothing was written)",
     "W501": "empty then",
     "W502": "empty for block",
@@ -79,10 +80,16 @@ class Diagnostic:
         return data
 
 
+MAX_SUGGESTED = 200
+
+
 def closest(word: str, candidates: list[str], n: int = 3) -> list[str]:
     """Candidates that look like ``word`` (case-insensitive), best first: only those about as close
-    as the best one, so a near-exact match is offered alone."""
-    folded = {c.casefold(): c for c in candidates}
+    as the best one, so a near-exact match is offered alone.  Words longer than ``MAX_SUGGESTED``
+    get no suggestion (the comparison is quadratic in the length: a megabyte-long name would stall)."""
+    if len(word) > MAX_SUGGESTED:
+        return []
+    folded = {c.casefold(): c for c in candidates if len(c) <= MAX_SUGGESTED}
     target = word.casefold()
     scored = sorted(((difflib.SequenceMatcher(None, target, k).ratio(), k) for k in folded), reverse=True)
     scored = [(score, k) for score, k in scored if score >= 0.6]

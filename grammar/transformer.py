@@ -12,6 +12,9 @@ from ruledesk.grammar import ast
 from ruledesk.grammar.diagnostics import Diagnostics
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_NUMBER_DIGITS = 100  # significant digits of a number literal (orders hold the same: engine/model/order.py)
+MAX_PRIORITY_DIGITS = 18
+MAX_DURATION_SECONDS = 999_999_999 * 86_400 + 86_399  # Python's longest timedelta
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
 _ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
 
@@ -114,6 +117,10 @@ class ASTBuilder(Transformer):
             self.diagnostics.error(loc, "E404", f"priority must be a whole number, not {written}",
                                    f"write priority {written.split('.')[0]}")
             return 0, loc
+        if len(number) > MAX_PRIORITY_DIGITS:
+            self.diagnostics.error(loc, "E404", f"priority has more than {MAX_PRIORITY_DIGITS} digits",
+                                   "priorities order rules: small whole numbers such as 100 are enough")
+            return 0, loc
         return sign * int(number), loc
 
     def when_events(self, children):
@@ -156,7 +163,7 @@ class ASTBuilder(Transformer):
         left, right = children
         operands = []
         for side in (left, right):
-            if isinstance(side, ast.BoolOp) and side.op == op and not getattr(side, "_grouped", False):
+            if isinstance(side, ast.BoolOp) and side.op == op and not side.grouped:
                 operands.extend(side.operands)
             else:
                 operands.append(side)
@@ -232,12 +239,22 @@ class ASTBuilder(Transformer):
 
     def number(self, children):
         raw = str(children[0])
+        if len(raw.replace(".", "").lstrip("0")) > MAX_NUMBER_DIGITS:
+            self.diagnostics.error(self._tok(children[0]), "E105", f"a number has at most {MAX_NUMBER_DIGITS} digits",
+                                   "numbers in rules are exact decimals of up to 100 digits", length=len(raw))
+            return ast.NumberLit(0, raw, self._tok(children[0]))
         value = decimal.Decimal(raw) if "." in raw else int(raw)
         return ast.NumberLit(value, raw, self._tok(children[0]))
 
     def duration(self, children):
         raw = str(children[0])
-        return ast.DurationLit(int(raw[:-1]) * DURATION_UNITS[raw[-1]], raw, self._tok(children[0]))
+        seconds = int(raw[:-1]) * DURATION_UNITS[raw[-1]] if len(raw) <= 16 else MAX_DURATION_SECONDS + 1
+        if seconds > MAX_DURATION_SECONDS:
+            self.diagnostics.error(self._tok(children[0]), "E105", f"duration {raw[:20]}{'...' if len(raw) > 20 else ''} "
+                                   "is longer than the longest one (999,999,999 days)", "write a shorter duration",
+                                   length=len(raw))
+            seconds = 0
+        return ast.DurationLit(seconds, raw, self._tok(children[0]))
 
     def bad_number(self, children):
         raw = str(children[0])

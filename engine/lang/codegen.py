@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ruledesk.grammar import ast
 from ruledesk.engine.model import types as T
-from ruledesk.engine.lang.checker import ROOTS, Binding, Scope, Typer
+from ruledesk.engine.lang.typer import ROOTS, Binding, Scope, Typer
 
 if TYPE_CHECKING:
     from ruledesk.engine.lang.compiler import Compiler
@@ -115,7 +115,8 @@ class ExprCompiler:
 
     # literals
     def c_StringLit(self, e, scope, env):
-        return repr(e.value)
+        # A long text is a constant: the generated code stays short (its regexes scan each line).
+        return repr(e.value) if len(e.value) <= 100 else self.c.const(e.value)
 
     def c_NumberLit(self, e, scope, env):
         return repr(e.value) if isinstance(e.value, int) else self.c.const(e.value)
@@ -295,6 +296,9 @@ class ExprCompiler:
         lt, rt = self.type(e.left, scope), self.type(e.right, scope)
         if op in ("==", "!="):
             if isinstance(e.right, ast.NullLit) or isinstance(e.left, ast.NullLit):
+                other = right if isinstance(e.left, ast.NullLit) else left
+                if other != "None" and _LITERAL.match(other):  # a literal is never null (and `"a" is None` warns)
+                    return "False" if op == "==" else "True"
                 return f"({left} {'is' if op == '==' else 'is not'} None)"
             if lt.is_any() or rt.is_any():
                 # Run-time types: true and 1 are not equal here, unlike in Python.
@@ -482,7 +486,7 @@ def cost(e: ast.Expr | None) -> int:
     if isinstance(e, (ast.Quantifier, ast.Count, ast.Sum)):
         return 20
     if isinstance(e, ast.Call):
-        return (1 if e.func in ("lower", "upper", "len", "now", "date", "round") else 8) + sum(map(cost, e.args))
+        return (1 if e.func in ast.BUILTIN_FUNCTIONS else 8) + sum(map(cost, e.args))
     if isinstance(e, ast.ListLit):
         return sum(map(cost, e.items))
     if isinstance(e, ast.Compare):

@@ -18,7 +18,8 @@ from typing import Any
 
 from ruledesk.grammar import ast
 from ruledesk.engine.model.catalogue import ActionSpec, Catalogue
-from ruledesk.engine.lang.checker import ROOTS, Binding, CheckedRule, CheckResult, Scope, Typer
+from ruledesk.engine.lang.checker import CheckedRule, CheckResult
+from ruledesk.engine.lang.typer import ROOTS, Binding, Scope, Typer
 from ruledesk.engine.lang.codegen import ExprCompiler, TraceNodes, FunctionBuilder, cheap_first
 from ruledesk.grammar.diagnostics import Diagnostics
 from ruledesk.engine.lang.runtime import RUNTIME_NAMESPACE
@@ -68,9 +69,16 @@ class CompiledRule:
             # Every rule's `why`/`act` is defined under the same name in the shared namespace (its
             # helpers and constants live there): define and take it in one step, one thread at a time.
             with _DEFINE:
-                exec(code, self._namespace)  # noqa: S102 - generated code
-                fn = self._functions[kind] = self._namespace[kind]
+                fn = self._functions.get(kind)
+                if fn is None:
+                    exec(code, self._namespace)  # noqa: S102 - generated code
+                    fn = self._functions[kind] = self._namespace[kind]
         return fn
+
+    def warm(self) -> None:
+        """Compile every function of this rule now (see ``Ruleset.warm``)."""
+        for kind in self._sources:
+            self._function(kind)
 
     @property
     def why(self) -> Callable[..., Any]:
@@ -122,14 +130,29 @@ class EventPlan:
         clause compared are not built then (most are never read): ``values(i, clause, snapshot, ...)``
         recomputes them from ``snapshot``, the field reads and aggregates the match made.
         Compiled on first use."""
-        if self._match_why is None:
-            scope = self._why_scope = dict(self.namespace)
-            exec(compile(self.why_source, f"<match_why {self.event!r}>", "exec"), scope)  # noqa: S102
-            self._match_why = scope["match_why"]
-        return self._match_why
+        fn = self._match_why
+        if fn is None:
+            code = compile(self.why_source, f"<match_why {self.event!r}>", "exec")
+            with _DEFINE:  # like the rules' functions: one definition, whichever thread asks first
+                fn = self._match_why
+                if fn is None:
+                    scope = dict(self.namespace)
+                    exec(code, scope)  # noqa: S102 - generated code
+                    self._why_scope = scope
+                    fn = self._match_why = scope["match_why"]
+        return fn
+
+    def warm(self) -> None:
+        """Compile ``match_why`` and every deciding clause's value function now (see ``Ruleset.warm``)."""
+        for position, clause in self.value_sources:
+            self._value_function(position, clause)
+        self.match_why  # noqa: B018 - a plan whose rules have no conditions has no value functions
 
     def values(self, position: int, clause: int, snapshot: tuple, order: dict, event: dict, store: dict) -> tuple:
         """The values the deciding clause ``clause`` of rule ``position`` compared, from a match_why snapshot."""
+        return self._value_function(position, clause)(*snapshot, order, event, store)
+
+    def _value_function(self, position: int, clause: int) -> Callable[..., tuple]:
         key = (position, clause)
         fn = self._value_functions.get(key)
         if fn is None:
@@ -143,7 +166,7 @@ class EventPlan:
             with _DEFINE:
                 exec(code, self._why_scope)  # noqa: S102 - generated code
                 fn = self._value_functions[key] = self._why_scope[name]
-        return fn(*snapshot, order, event, store)
+        return fn
 
 
 @dataclass
@@ -304,9 +327,6 @@ class Compiler:
             checked.typer = Typer(self.checked.lets, self._sink, checked.scope)
         return checked.typer
 
-    def _env(self, checked: CheckedRule) -> dict[str, str]:
-        return {name: name for name in ROOTS}
-
     def helper_name(self) -> str:
         self._helper_count += 1
         return f"_loop{self._helper_count}"
@@ -324,7 +344,7 @@ class Compiler:
     def _condition_code(self, checked: CheckedRule, fn: FunctionBuilder) -> str:
         """A rule's condition as one expression, its top-level clauses cheap first."""
         ec = ExprCompiler(self, self._typer(checked), fn)
-        parts = [ec.bool(part, checked.scope, self._env(checked)) for _, part in cheap_first(checked.rule.condition)]
+        parts = [ec.bool(part, checked.scope, _root_env()) for _, part in cheap_first(checked.rule.condition)]
         return parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
 
     def _clauses(self, checked: CheckedRule, fn: FunctionBuilder) -> list[tuple[int, list[str], str, str, ast.Loc]]:
@@ -334,7 +354,7 @@ class Compiler:
         if cond is None:
             return []
         ec = ExprCompiler(self, self._typer(checked), fn)
-        return [(index,) + ec.clause_check(part, checked.scope, self._env(checked)) + (part.loc,)
+        return [(index,) + ec.clause_check(part, checked.scope, _root_env()) + (part.loc,)
                 for index, part in cheap_first(cond)]
 
     def _emit_trace(self, checked: CheckedRule, nodes: TraceNodes) -> None:
@@ -344,7 +364,7 @@ class Compiler:
             self._line("    return True")
             return
         ec = ExprCompiler(self, self._typer(checked), FunctionBuilder(hoist=False), trace=nodes)
-        self._line(f"    return {ec.bool(cond, checked.scope, self._env(checked))}", cond.loc)
+        self._line(f"    return {ec.bool(cond, checked.scope, _root_env())}", cond.loc)
 
     def _emit_why(self, checked: CheckedRule) -> None:
         fn = FunctionBuilder(hoist=True)
@@ -404,7 +424,7 @@ class Compiler:
     def _emit_actions(self, checked: CheckedRule, cr: CompiledRule) -> None:
         self._line("def act(run, order, event, store, now):", checked.rule.loc)
         typer = self._typer(checked)
-        self._statements(checked.rule.actions, checked.scope, self._env(checked), "None", 1, typer, cr)
+        self._statements(checked.rule.actions, checked.scope, _root_env(), "None", 1, typer, cr)
         self._line("    return None")
 
     def _statements(self, statements, scope: Scope, env: dict[str, str], item: str, depth: int, typer: Typer,
@@ -440,6 +460,11 @@ class Compiler:
             binders = [f"{name!r}: {code}" for name, code in env.items() if name not in ROOTS]
             names = "{" + ", ".join(binders) + "}" if binders else "None"
             self._line(f"{pad}run.call({slot}, {{{', '.join(params)}}}, {item}, {names})", stmt.loc)
+
+
+def _root_env() -> dict[str, str]:
+    """The generated names of the roots (they are spelt as in the rules)."""
+    return {name: name for name in ROOTS}
 
 
 def button_key(label: str) -> str:

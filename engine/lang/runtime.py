@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +29,10 @@ def _is_number(value: Any) -> bool:
 
 def rt_get(base: Any, key: Any) -> Any:
     if base.__class__ is dict:
-        return base.get(key)
+        try:
+            return base.get(key)
+        except TypeError:  # an unhashable key (a list or a map) is in no map
+            return None
     if base.__class__ is list and key.__class__ is int:
         return base[key] if -len(base) <= key < len(base) else None
     return None
@@ -50,7 +52,10 @@ def _mixed_bool(a: Any, b: Any) -> bool:
 
 
 def rt_eq(a: Any, b: Any) -> bool:
-    return a is not None and b is not None and not _mixed_bool(a, b) and a == b
+    try:
+        return a is not None and b is not None and not _mixed_bool(a, b) and a == b
+    except ArithmeticError:  # a signalling NaN refuses even ==
+        return False
 
 
 def _order(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
@@ -59,7 +64,7 @@ def _order(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
             return False
         try:
             return op(a, b)
-        except TypeError:
+        except (TypeError, ArithmeticError):  # unlike kinds; a Decimal NaN
             return False
 
     return compare
@@ -72,11 +77,17 @@ rt_ge = _order(lambda a, b: a >= b)
 
 
 def rt_ne(a: Any, b: Any) -> bool:
-    return a is not None and b is not None and (_mixed_bool(a, b) or a != b)
+    try:
+        return a is not None and b is not None and (_mixed_bool(a, b) or a != b)
+    except ArithmeticError:
+        return False
 
 
 def _member(a: Any, collection: Any) -> bool:
-    return any(item is not None and not _mixed_bool(a, item) and item == a for item in collection)
+    try:
+        return any(item is not None and not _mixed_bool(a, item) and item == a for item in collection)
+    except (TypeError, ArithmeticError):
+        return False
 
 
 def rt_in(a: Any, collection: Any) -> bool:
@@ -107,8 +118,14 @@ def rt_ends(a: Any, b: Any) -> bool:
     return a.__class__ is str and b.__class__ is str and a.endswith(b)
 
 
-def rt_matches(pattern: re.Pattern[str], a: Any) -> bool:
-    return a.__class__ is str and pattern.search(a) is not None
+def rt_matches(pattern: Any, a: Any) -> bool:
+    """``pattern`` is a ``patterns.LinearPattern`` compiled at check time: linear in ``a``."""
+    if a.__class__ is not str:
+        return False
+    try:
+        return pattern.search(a)
+    except (AttributeError, TypeError, ValueError):  # not a pattern
+        return False
 
 
 def rt_is_empty(a: Any) -> bool:
@@ -125,52 +142,92 @@ def _num(value: Any) -> Any:
     return value
 
 
+# What each operator takes.  Anything else (a string times a number, "%s" % x, a list plus a list,
+# mixed kinds only known at run time) gives null: never a huge string, never a formatting surprise.
+_NUMBER_KINDS = frozenset({int, decimal.Decimal, float})
+_MAX_INT_BITS = 1 << 16  # a product of ints past ~20,000 digits is null (never a gigantic int)
+
+
 def _arith(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     def apply(a: Any, b: Any) -> Any:
         if a is None or b is None or a.__class__ is bool or b.__class__ is bool:
             return None
         try:
             return op(_num(a), _num(b))
-        except (TypeError, ArithmeticError, ValueError):
+        except (TypeError, ArithmeticError, ValueError, MemoryError):
             return None
 
     return apply
 
 
+def _numbers(a: Any, b: Any) -> bool:
+    return a.__class__ in _NUMBER_KINDS and b.__class__ in _NUMBER_KINDS
+
+
 def _add(a: Any, b: Any) -> Any:
-    if (a.__class__ is str) != (b.__class__ is str):
-        raise TypeError("+ joins two strings or adds two numbers")
-    return a + b
+    if _numbers(a, b) or (a.__class__ is str and b.__class__ is str):
+        return a + b
+    if isinstance(a, (_dt.datetime, _dt.timedelta)) and isinstance(b, (_dt.datetime, _dt.timedelta)):
+        return a + b  # datetime + datetime is a TypeError: null
+    return None
+
+
+def _sub(a: Any, b: Any) -> Any:
+    if _numbers(a, b) or (isinstance(a, (_dt.datetime, _dt.timedelta)) and isinstance(b, (_dt.datetime, _dt.timedelta))):
+        return a - b
+    return None
+
+
+def _mul(a: Any, b: Any) -> Any:
+    if _numbers(a, b):
+        product = a * b
+        return None if product.__class__ is int and product.bit_length() > _MAX_INT_BITS else product
+    if a.__class__ is _dt.timedelta and b.__class__ is int:
+        return a * b
+    if b.__class__ is _dt.timedelta and a.__class__ is int:
+        return b * a
+    return None
 
 
 def _div(a: Any, b: Any) -> Any:
-    if isinstance(a, _dt.timedelta):
+    if _numbers(a, b):
+        return decimal.Decimal(a) / decimal.Decimal(b)
+    if a.__class__ is _dt.timedelta and b.__class__ in _NUMBER_KINDS:
         return a / b
-    return decimal.Decimal(a) / decimal.Decimal(b)
+    return None
+
+
+def _mod(a: Any, b: Any) -> Any:
+    return a % b if _numbers(a, b) else None
 
 
 rt_add = _arith(_add)
-rt_sub = _arith(lambda a, b: a - b)
-rt_mul = _arith(lambda a, b: a * b)
+rt_sub = _arith(_sub)
+rt_mul = _arith(_mul)
 rt_div = _arith(_div)
-rt_mod = _arith(lambda a, b: a % b)
+rt_mod = _arith(_mod)
 
 
 def rt_neg(a: Any) -> Any:
-    try:
-        return -a if a is not None and a.__class__ not in (str, bool) else None
-    except TypeError:
-        return None
+    if a.__class__ in _NUMBER_KINDS or a.__class__ is _dt.timedelta:
+        try:
+            return -_num(a)
+        except ArithmeticError:  # a signalling NaN
+            return None
+    return None
 
 
 def rt_sum(values: Any) -> Any:
+    """The total of the numbers among ``values``: other values are skipped; null if it overflows."""
     total: Any = 0
-    for value in values:
-        if value is not None and value.__class__ is not str and value.__class__ is not bool:
-            try:
+    try:
+        for value in values:
+            if value.__class__ in _NUMBER_KINDS:
                 total = total + _num(value)
-            except TypeError:
-                continue
+    except TypeError:  # not a list (compiled rules always pass one)
+        return 0
+    except ArithmeticError:
+        return None
     return total
 
 
@@ -193,16 +250,31 @@ def rt_len(a: Any) -> Any:
 def rt_date(a: Any) -> Any:
     if isinstance(a, _dt.datetime):
         return a
-    if a.__class__ is not str:
+    if a.__class__ is not str or len(a) > 64:  # no date is written longer
         return None
     return parse_datetime(a)
 
 
+_MAX_ROUND_DIGITS = 10_000
+
+
 def rt_round(a: Any, digits: Any = 0) -> Any:
+    """``a`` rounded half up to ``digits`` decimals (negative: tens, hundreds, ...).  A number that
+    already has no more decimals than asked is itself; a result past the decimal precision
+    (28 digits) is null, as are ``digits`` beyond +-10,000 (never a gigantic int)."""
     if not _is_number(a) or not _is_number(digits):
         return None
-    quantum = decimal.Decimal(1).scaleb(-int(digits))
-    return decimal.Decimal(a).quantize(quantum, rounding=decimal.ROUND_HALF_UP)
+    try:
+        if not -_MAX_ROUND_DIGITS <= digits <= _MAX_ROUND_DIGITS:
+            return None
+        places = int(digits)
+        exact = decimal.Decimal(a)
+        try:
+            return exact.quantize(decimal.Decimal(1).scaleb(-places), rounding=decimal.ROUND_HALF_UP)
+        except decimal.InvalidOperation:  # more digits than the precision holds
+            return exact if exact.is_finite() and exact.as_tuple().exponent >= -places else None
+    except (ArithmeticError, ValueError, TypeError):
+        return None
 
 
 # The whole namespace generated code runs in (no builtins beyond these).

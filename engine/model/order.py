@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -31,18 +31,43 @@ class OrderError(ValueError):
 # --- coercions ------------------------------------------------------------------------------
 
 
+# Bounds on numbers (docs/language.md, "Hostile input"): every number an order holds has at most
+# MAX_DIGITS significant digits and a decimal exponent within +-MAX_EXPONENT, so arithmetic,
+# comparison and output stay cheap (never a gigantic int, never past Python's int/str limit);
+# a count (an int field) has at most MAX_COUNT_DIGITS digits, any other whole number about
+# MAX_EXPONENT digits (_MAX_INT_BITS).
+MAX_DIGITS = 100
+MAX_EXPONENT = 1000
+MAX_COUNT_DIGITS = 18
+MAX_DEPTH = 100  # lists and maps inside an order nest at most this deep
+_MAX_INT_BITS = 3322  # about 1000 decimal digits: a larger JSON int is refused before any conversion
+
+
 def _to_decimal(value: Any) -> Decimal | None:
     """A number, exactly: JSON numbers, numeric strings and floats (via their shortest repr)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
         raise ValueError(f"expected a number, got {type(value).__name__}")
+    if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
+        raise ValueError(f"a whole number of more than {MAX_EXPONENT} digits is out of range")
+    if isinstance(value, str) and len(value) > 4 * MAX_DIGITS:
+        raise ValueError(f"a number of more than {MAX_DIGITS} digits is not accepted: {value[:20]!r}...")
     try:
         number = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
     except InvalidOperation:
         raise ValueError(f"not a number: {value!r}") from None
+    return _bounded(number, value)
+
+
+def _bounded(number: Decimal, written: Any) -> Decimal:
     if not number.is_finite():
-        raise ValueError(f"not a finite number: {value!r}")
+        raise ValueError(f"not a finite number: {written!r}")
+    if number and not -MAX_EXPONENT <= number.adjusted() <= MAX_EXPONENT:
+        raise ValueError(f"{str(written)[:40]} is out of range (numbers are at most 1e{MAX_EXPONENT}, "
+                         f"at least 1e-{MAX_EXPONENT} apart from zero)")
+    if len(number.as_tuple().digits) > MAX_DIGITS:
+        raise ValueError(f"{str(written)[:40]}... has more than {MAX_DIGITS} significant digits")
     return number
 
 
@@ -52,6 +77,8 @@ def _to_int(value: Any) -> int | None:
         return None
     if number != number.to_integral_value():
         raise ValueError(f"not a whole number: {value!r}")
+    if number.adjusted() >= MAX_COUNT_DIGITS:
+        raise ValueError(f"{str(value)[:40]} is too large a count (at most {MAX_COUNT_DIGITS} digits)")
     return int(number)
 
 
@@ -66,10 +93,13 @@ def _to_datetime(value: Any) -> _dt.datetime | None:
         try:
             value = _dt.datetime.fromisoformat(value.strip())
         except ValueError:
-            raise ValueError(f"not a date: {value!r} (expected YYYY-MM-DD HH:MM:SS or ISO 8601)") from None
+            raise ValueError(f"not a date: {value[:60]!r} (expected YYYY-MM-DD HH:MM:SS or ISO 8601)") from None
     if not isinstance(value, _dt.datetime):
         raise ValueError(f"expected a date, got {type(value).__name__}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+05:00 is before the first representable UTC moment
+        raise ValueError(f"not a date in range: {value.isoformat()}") from None
 
 
 def _empty_map(value: Any) -> Any:
@@ -242,8 +272,17 @@ def _path(loc: tuple[int | str, ...]) -> str:
 def _problem(error: Any) -> str:
     if error["type"] == "value_error":
         return error["msg"].removeprefix("Value error, ")
-    got = repr(error.get("input"))
-    return f"{error['msg'][:1].lower()}{error['msg'][1:]}, got {got[:60]}"
+    got = _short_repr(error.get("input"))
+    return f"{error['msg'][:1].lower()}{error['msg'][1:]}, got {got}"
+
+
+def _short_repr(value: Any) -> str:
+    """At most 60 characters of ``repr(value)``; never an error (an int past Python's str limit)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"a {type(value).__name__} holding a number of more than 4300 digits"
+    return text[:60]
 
 
 def _describe(exc: ValidationError) -> str:
@@ -253,57 +292,98 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(problems[:3]) + more
 
 
-def _exact(value: Any) -> Any:
-    """``value`` with every float (in free-form maps and extra fields) made an exact Decimal.
+class _BadValue(ValueError):
+    """A value deep in an order that does not fit; ``path`` is filled in on the way out."""
 
-    Works in place on what ``model_dump`` just built; a float that is not a finite number raises
-    ValueError, and ``_float_path`` then finds where it is (errors are rare, the walk is hot)."""
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.path: list[str] = []
+
+    def where(self) -> str:
+        text = ""
+        for part in reversed(self.path):
+            part = part.encode("utf-8", "backslashreplace").decode("utf-8")  # a key may be the bad text
+            text += part if part.startswith("[") else (f".{part}" if text else part)
+        return text if len(text) <= 80 else f"{text[:40]}...{text[-36:]}"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NUMBERS = (float, Decimal)
+
+
+def _check_text(text: str) -> None:
+    if not text.isascii() and _SURROGATE.search(text):
+        raise _BadValue("text with a lone surrogate (\\ud800-\\udfff) is not valid Unicode")
+
+
+def _normalise(value: Any, depth: int = 0) -> Any:
+    """``value`` with every float (in free-form maps and extra fields) made an exact Decimal, and
+    every number, text and nesting level within the bounds above; ``_BadValue`` names the first
+    that is not.  Works in place on what ``model_dump`` just built (the walk is hot: one type test
+    per value, a call only for containers and numbers)."""
     kind = type(value)
     if kind is dict:
+        if depth >= MAX_DEPTH:
+            raise _BadValue(f"lists and maps nest more than {MAX_DEPTH} levels deep")
         for key, item in value.items():
-            if type(item) in _CONTAINERS_AND_FLOAT:
-                value[key] = _exact(item)
+            item_kind = type(item)
+            try:
+                if item_kind is str:
+                    _check_text(item)
+                elif item_kind is dict or item_kind is list or item_kind in _NUMBERS or item_kind is int:
+                    value[key] = _normalise(item, depth + 1)
+                if key.__class__ is str:
+                    _check_text(key)
+            except _BadValue as bad:
+                bad.path.append(str(key))
+                raise
     elif kind is list:
+        if depth >= MAX_DEPTH:
+            raise _BadValue(f"lists and maps nest more than {MAX_DEPTH} levels deep")
         for index, item in enumerate(value):
-            if type(item) in _CONTAINERS_AND_FLOAT:
-                value[index] = _exact(item)
-    elif kind is float:
-        return _to_decimal(value)
+            item_kind = type(item)
+            try:
+                if item_kind is str:
+                    _check_text(item)
+                elif item_kind is dict or item_kind is list or item_kind in _NUMBERS or item_kind is int:
+                    value[index] = _normalise(item, depth + 1)
+            except _BadValue as bad:
+                bad.path.append(f"[{index}]")
+                raise
+    elif kind is int:
+        if value.bit_length() > _MAX_INT_BITS:
+            raise _BadValue(f"a whole number of more than {MAX_EXPONENT} digits is out of range")
+    elif kind in _NUMBERS:
+        try:
+            return _to_decimal(value)
+        except ValueError as exc:
+            raise _BadValue(str(exc)) from None
     return value
-
-
-_CONTAINERS_AND_FLOAT = (dict, list, float)
-
-
-def _float_path(value: Any, path: str = "") -> str:
-    """Where the first non-finite float in ``value`` is, as ``a.b[2]``."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = _float_path(item, f"{path}.{key}" if path else str(key))
-            if found:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _float_path(item, f"{path}[{index}]")
-            if found:
-                return found
-    elif isinstance(value, float) and not math.isfinite(value):
-        return path
-    return ""
 
 
 def _parse(model: type[BaseModel], raw: Any, what: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise OrderError(f"{what} must be a JSON object, got {type(raw).__name__}")
     try:
-        validated = model.model_validate(raw)
+        dumped = model.model_validate(raw).model_dump()
     except ValidationError as exc:
         raise OrderError(f"invalid {what}: {_describe(exc)}") from exc
-    dumped = validated.model_dump()
+    except ValueError as exc:  # pydantic-core refusing a value outright (an int past Python's str limit)
+        raise OrderError(f"invalid {what}: {exc}") from exc
     try:
-        return _exact(dumped)
-    except ValueError as exc:
-        raise OrderError(f"{_float_path(dumped)}: {exc}") from None
+        return _normalise(dumped)
+    except _BadValue as bad:
+        raise OrderError(f"invalid {what}: {bad.where()}: {bad}") from None
+
+
+def bounded_value(value: Any, what: str = "value") -> Any:
+    """Free-form JSON (an event payload, a value from outside) held to the bounds of an order's
+    values: floats become Decimals, and a number out of range, nesting past ``MAX_DEPTH`` or a lone
+    surrogate is an ``OrderError`` naming where.  Works in place on dicts and lists."""
+    try:
+        return _normalise(value)
+    except _BadValue as bad:
+        raise OrderError(f"invalid {what}: {bad.where()}: {bad}") from None
 
 
 def parse_order(raw: dict[str, Any]) -> dict[str, Any]:
@@ -322,8 +402,8 @@ def format_datetime(moment: _dt.datetime) -> str:
 
 
 def _dump_decimal(number: Decimal) -> int | float | str:
-    if not number.is_finite():
-        return str(number)
+    if not number.is_finite() or not -MAX_EXPONENT <= number.adjusted() <= MAX_EXPONENT:
+        return str(number)  # only arithmetic makes these (parse_order refuses them): never a gigantic int
     if number == number.to_integral_value():
         return int(number)
     as_float = float(number)
@@ -358,8 +438,11 @@ def dump_order(order: dict[str, Any]) -> dict[str, Any]:
 def to_json(value: Any, *, dumped: bool = False) -> str:
     """Compact JSON of a runtime value (orders, decisions, payloads) dumped as ``dump_order`` does;
     ``dumped=True`` when ``value`` is JSON-able already (``Decision.to_json()``): no second walk."""
-    return json.dumps(value if dumped else dump_value(value), separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    data = value if dumped else dump_value(value)
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if not text.isascii() and _SURROGATE.search(text):  # a lone surrogate (from a payload, or \\ud800 in a rule)
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=True, allow_nan=False)  # escaped: valid UTF-8
+    return text
 
 
 # --- setting one field ----------------------------------------------------------------------

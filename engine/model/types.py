@@ -97,10 +97,6 @@ class Record(Type):
         return isinstance(other, Record) and other.name == self.name and other.fields == self.fields
 
 
-def is_numeric(t: Type) -> bool:
-    return t == NUMBER or t.is_any()
-
-
 def compatible(expected: Type, actual: Type) -> bool:
     """Whether a value of type ``actual`` may stand where ``expected`` is wanted."""
     if expected.is_any() or actual.is_any() or actual == NULL:

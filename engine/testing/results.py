@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ruledesk.engine.run.engine import Decision
-from ruledesk.engine.lang.ruleset import Ruleset, RulesetError, format_diagnostics
+from ruledesk.engine.lang.ruleset import Ruleset, RulesetError
 
 PASSED, FAILED, ERROR = "passed", "failed", "error"
 
@@ -65,11 +65,6 @@ class TestRun:
     def decisions(self) -> list[Decision]:
         """Every decision of every case that ran on the main ruleset (what coverage measures)."""
         return [d for r in self.results if r.on_main_ruleset for d in r.decisions]
-
-    def rules_error_text(self) -> str:
-        if self.rules_error is None:
-            return ""
-        return format_diagnostics(self.rules_error.diagnostics, self.rules_error.sources)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -31,12 +31,9 @@ yet (strict: the case fails once the engine is fixed, so the mark gets removed).
 
 from __future__ import annotations
 
-import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
 
 from ruledesk.engine import Decision, Engine, RulesetError
 from ruledesk.engine.model.order import dump_value

@@ -203,3 +203,90 @@ def test_field_problems_carry_the_closest_settable_field():
     assert order_field_problem("email") is None
     assert order_field_problem("shiping_method") == ("order has no field 'shiping_method'", "shipping_method")
     assert item_field_problem("quantty") == ("item has no field 'quantty'", "quantity")
+
+
+# ---- hostile input: every value is bounded or refused with the field named -----------------------
+
+def _nested(depth: int, leaf=None):
+    """A map nested ``depth`` levels deep, built without recursion."""
+    root = current = {}
+    for _ in range(depth):
+        current["a"] = {}
+        current = current["a"]
+    current["a"] = leaf
+    return root
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("order_total", "1e999999999", "order_total: 1e999999999 is out of range"),
+    ("order_total", "1e-999999999", "order_total: 1e-999999999 is out of range"),
+    ("order_total", "1" * 101, "order_total: "),
+    ("order_total", 10 ** 100_000, "order_total: a whole number of more than 1000 digits"),
+    ("email_count", "1e400", "email_count: 1e400 is too large a count"),
+    ("email_count", "1e999999999", "email_count: 1e999999999 is out of range"),
+    ("order_metadata", {"n": 10 ** 100_000}, "order_metadata.n: a whole number of more than 1000 digits"),
+    ("order_metadata", {"n": [Decimal("1e999999999")]}, "order_metadata.n[0]: 1E+999999999 is out of range"),
+    ("order_metadata", {"n": Decimal("NaN")}, "order_metadata.n: not a finite number"),
+    ("date_added", "0001-01-01T00:00:00+05:00", "date_added: not a date in range"),
+], ids=["huge-exponent", "tiny-exponent", "101-digits", "100k-digit-int", "count-1e400", "count-huge-exponent",
+        "metadata-100k-digit-int", "metadata-huge-decimal", "metadata-nan", "date-before-utc-range"])
+def test_numbers_and_dates_out_of_range_are_refused_naming_the_field(field, value, says):
+    with pytest.raises(OrderError) as caught:
+        parse_order({field: value})
+    assert says in str(caught.value)
+
+
+def test_huge_numbers_are_refused_without_building_them():
+    raw = {"order_total": "9" * 10 ** 6, "order_items": [{"quantity": "1e999999999"}]}
+    started = dt.datetime.now()
+    with pytest.raises(OrderError):
+        parse_order(raw)
+    with pytest.raises(OrderError, match="quantity"):
+        parse_order({"order_items": [{"quantity": "1e999999999"}]})
+    assert (dt.datetime.now() - started).total_seconds() < 1
+
+
+def test_numbers_within_the_bounds_are_kept_exactly():
+    order = parse_order({"order_total": "1e1000", "weight_total": "1e-1000", "email_count": "999999999999999999",
+                         "order_metadata": {"n": 10 ** 999}})
+    assert order["order_total"] == Decimal("1e1000") and order["weight_total"] == Decimal("1e-1000")
+    assert order["email_count"] == 999999999999999999 and order["order_metadata"]["n"] == 10 ** 999
+    assert json.loads(to_json(order), parse_float=Decimal)["order_total"] == 10 ** 1000
+
+
+@pytest.mark.parametrize("nested", [_nested(100_000), [[[[]]]] * 2 + [_nested(150)]])
+def test_deeply_nested_json_is_an_order_error_not_a_recursion_error(nested):
+    with pytest.raises(OrderError, match="nest more than 100 levels deep"):
+        parse_order({"order_metadata": {"deep": nested}})
+    assert parse_order({"order_metadata": {"deep": _nested(90)}})["order_metadata"]["deep"]["a"]
+
+
+@pytest.mark.parametrize("raw, where", [
+    ({"email": "a\ud800b"}, "email"),
+    ({"order_metadata": {"k": ["ok", "\udfff"]}}, "order_metadata.k[1]"),
+    ({"order_metadata": {"\ud800": "x"}}, "order_metadata.\\ud800"),
+    ({"shipping": {"city": "é\ud800"}}, "shipping.city"),
+])
+def test_lone_surrogates_are_refused_naming_the_field(raw, where):
+    with pytest.raises(OrderError) as caught:
+        parse_order(raw)
+    message = str(caught.value)
+    assert f"{where}: text with a lone surrogate" in message
+    message.encode("utf-8")  # the message itself can be printed
+
+
+def test_to_json_never_writes_text_that_is_not_valid_utf8():
+    text = to_json({"note": "caf\u00e9 \ud800", "n": Decimal("1e999999"), "tiny": Decimal("1e-999999")})
+    text.encode("utf-8")
+    assert json.loads(text) == {"note": "caf\u00e9 \ud800", "n": "1E+999999", "tiny": "1E-999999"}
+    assert to_json({"note": "caf\u00e9"}) == '{"note":"caf\u00e9"}'  # valid text stays unescaped
+
+
+def test_bounded_value_holds_free_json_to_the_order_bounds():
+    from ruledesk.engine.model.order import bounded_value
+
+    assert bounded_value({"skus": ["a", 1.5]}, "payload") == {"skus": ["a", Decimal("1.5")]}
+    with pytest.raises(OrderError, match=r"invalid payload: skus\[0\]: a whole number of more than 1000 digits"):
+        bounded_value({"skus": [10 ** 5000]}, "payload")
+    with pytest.raises(OrderError, match="nest more than 100 levels"):
+        bounded_value({"deep": _nested(200)}, "payload")

@@ -1,0 +1,117 @@
+"""Building a ruleset: lazily compiled functions (one definition under concurrency), ``warm()``,
+and a build that leaves the garbage collector working for every other thread."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+
+import pytest
+
+from ruledesk.engine import Engine, default_actions, default_events
+from ruledesk.engine.lang import compiler
+from ruledesk.engine.lang.ruleset import build_ruleset
+from support import fixed_clock
+
+RULES = "\n".join(f'''
+rule "r{i}" {{
+    when "Order is Imported", "Order Confirmed"
+    if order.shipping.country == "C{i}" and any item in order.order_items where item.quantity > {i}
+    then "Tag Order"(name: "t{i}")
+         for item in order.order_items where item.code == "X" {{ "Set Item Metadata"(field: "f", value: "v") }}
+}}''' for i in range(40)) + '''
+rule "always" { when button "Go" then "Add Note"(text: "hi {{ order.id }}") }
+'''
+ORDER = {"id": "1", "shipping": {"country": "C3"}, "order_items": [{"code": "X", "quantity": 9}]}
+
+
+def _build(trace: bool = False):
+    return build_ruleset({"r.rules": RULES}, default_events(), default_actions(), trace=trace)
+
+
+@pytest.mark.parametrize("trace", [False, True])
+def test_after_warm_nothing_compiles_on_first_use(monkeypatch, trace):
+    ruleset = _build(trace)
+    assert ruleset.warm() is ruleset
+
+    def no_compiling(*args, **kwargs):
+        raise AssertionError("compiled on first use after warm()")
+
+    monkeypatch.setattr(compiler, "compile", no_compiling, raising=False)
+    engine = Engine(ruleset, events=default_events(), actions=default_actions(), clock=fixed_clock)
+    for explain in ("off", "deciding", "full") if trace else ("off", "deciding"):
+        decisions = engine.process({"event": "Order is Imported", "order": ORDER}, dry_run=True, explain=explain).decisions
+        for decision in decisions:
+            decision.to_json(explain=True)  # reads every deciding clause's values
+    assert "r3" in decisions[0].fired
+    assert engine.process({"event": "Order Confirmed", "order": {"id": "2"}}, dry_run=True).decisions[0].fired == []
+
+
+def test_without_warm_the_functions_compile_on_first_use(monkeypatch):
+    ruleset = _build()
+    calls = []
+    monkeypatch.setattr(compiler, "compile", lambda *args: calls.append(args[1]) or compile(*args), raising=False)
+    engine = Engine(ruleset, events=default_events(), actions=default_actions(), clock=fixed_clock)
+    engine.process({"event": "Order is Imported", "order": ORDER}, dry_run=True)
+    assert calls  # the control for the test above: the patch does see lazy compilation
+
+
+def test_match_why_is_defined_once_when_threads_ask_at_the_same_time(monkeypatch):
+    ruleset = _build()
+    plan = ruleset.plan("Order is Imported")
+    start = threading.Barrier(8)
+    seen = []
+
+    def ask():
+        start.wait()
+        seen.append(plan.match_why)
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(fn) for fn in seen}) == 1 and seen[0] is plan.match_why
+    fired, missed, _ = plan.match_why({"shipping": {"country": "C3"}, "order_items": []}, {}, {}, None)
+    assert fired == [] and len(missed) == 40
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_build_leaves_the_collector_on_for_other_threads():
+    """Another thread that makes cyclic garbage while a ruleset builds sees the collector enabled
+    and gets its garbage collected during the build (``gc.disable()`` would stop both)."""
+    building = threading.Event()
+    done = threading.Event()
+    observed = {"disabled": 0, "made": 0, "collected": 0}
+    collected = []
+
+    def make_garbage():
+        building.wait()
+        while not done.is_set():
+            if not gc.isenabled():
+                observed["disabled"] += 1
+            cycle = _Cycle()
+            weakref.finalize(cycle, collected.append, 1)
+            del cycle
+            observed["made"] += 1
+        observed["collected"] = len(collected)
+
+    worker = threading.Thread(target=make_garbage)
+    worker.start()
+    was_enabled = gc.isenabled()
+    try:
+        building.set()
+        for _ in range(3):
+            build_ruleset({"r.rules": RULES}, default_events(), default_actions())
+    finally:
+        done.set()
+        worker.join()
+    assert gc.isenabled() == was_enabled
+    assert observed["disabled"] == 0
+    assert observed["made"] > 1000 and observed["collected"] > observed["made"] // 2
+    assert gc.get_freeze_count() == 0  # nothing is left frozen after the build
