@@ -56,6 +56,9 @@ def parse_json_or_exit(text: str, err: Console) -> Any:
     except json.JSONDecodeError as exc:
         err.print(f"error: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
         raise typer.Exit(EXIT_USAGE) from None
+    except RecursionError:
+        err.print("error: invalid JSON: nested too deeply")
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 @contextmanager

@@ -103,6 +103,8 @@ def _parse_line(line: str) -> dict[str, Any]:
         data = json.loads(line, parse_float=Decimal)
     except json.JSONDecodeError as exc:
         raise _Rejected(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise _Rejected("invalid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise _Rejected(f"expected a JSON object (an event or an order), got {_json_kind(data)}")
     return data

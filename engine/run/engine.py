@@ -21,7 +21,7 @@ from ruledesk.engine.lang.templates import UserTemplate
 from ruledesk.engine.model.catalogue import ActionSpec, Catalogue, EventSpec
 from ruledesk.engine.model.context import ActionContext, ActionError, Emitted, Event, utcnow
 from ruledesk.engine.model.jobs import Job, job_key
-from ruledesk.engine.model.order import OrderError, dump_order, parse_order
+from ruledesk.engine.model.order import OrderError, bounded_value, dump_order, parse_order
 from ruledesk.engine.model.settings import StoreSettings, store_settings
 from ruledesk.engine.run.decision import (_MISSED, _ONE, _SKIPPED, ActionRecord, Decision, EmittedEvent, OrderRef,
                                           Result)
@@ -502,7 +502,10 @@ def _validate_payload(spec: EventSpec, payload: dict[str, Any]) -> dict[str, Any
         model: BaseModel = spec.payload.model_validate(payload)
     except ValidationError as exc:
         raise EventError(f'bad payload for "{spec.name}": {_validation_message(exc)}') from exc
-    return model.model_dump(mode="python")
+    try:
+        return bounded_value(model.model_dump(mode="python"), "payload")
+    except OrderError as exc:
+        raise EventError(f'bad payload for "{spec.name}": {exc}') from None
 
 
 def _order_id(order: dict[str, Any]) -> str | None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ruledesk.grammar import ast
 from ruledesk.grammar.ast import source_text
 from ruledesk.engine.lang.compiler import CompiledRule
+from ruledesk.engine.lang.patterns import LinearPattern
 
 # Explanation levels an Engine can record.
 OFF, DECIDING, FULL = "off", "deciding", "full"
@@ -104,7 +104,7 @@ def _render(value: Any) -> str:
         return f'date("{value.strftime("%Y-%m-%d %H:%M:%S")}")'
     if isinstance(value, _dt.timedelta):
         return _duration(value)
-    if isinstance(value, re.Pattern):
+    if isinstance(value, LinearPattern):
         return f'"{value.pattern}"'  # as written in the rule: backslashes are not escapes there
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_render(v) for v in value) + "]"
@@ -267,6 +267,6 @@ def condition_clauses(rule: CompiledRule) -> list[ast.Expr]:
     for node in ast.walk(cond):
         if isinstance(node, (ast.Compare, ast.Test, ast.Quantifier, ast.BoolOp, ast.Not)):
             found.append(node)
-        elif isinstance(node, ast.Call) and node.func not in ("lower", "upper", "len", "now", "date", "round"):
+        elif isinstance(node, ast.Call) and node.func not in ast.BUILTIN_FUNCTIONS:
             found.append(node)  # a let predicate
     return found

@@ -447,6 +447,8 @@ def _resolve_order(test_file: str, spec: Order, overrides: dict | None) -> dict[
             raise CaseFileError(0, f"cannot read order fixture {fixture}: {exc}") from None
         except json.JSONDecodeError as exc:
             raise CaseFileError(0, f"order fixture {fixture}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise CaseFileError(0, f"order fixture {fixture}: invalid JSON: nested too deeply") from None
         if not isinstance(order, dict):
             raise CaseFileError(0, f"order fixture {fixture} must hold one JSON object (an Order Desk order)")
     else:
