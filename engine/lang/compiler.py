@@ -12,6 +12,7 @@ and per-rule functions are compiled under their rule's location, so tracebacks n
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,14 @@ from ruledesk.engine.lang.templates import compile_template, is_template
 
 
 _DEFINE = threading.Lock()
+
+
+def _compile(source: str, filename: str) -> Any:
+    """Compile generated code.  It may compare a literal with ``is`` (``"a" is not None`` when a rule
+    tests a literal): correct, so CPython's SyntaxWarning about it is not shown to rule authors."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        return compile(source, filename, "exec")
 
 
 @dataclass
@@ -65,7 +74,7 @@ class CompiledRule:
         fn = self._functions.get(kind)
         if fn is None:
             filename = f"{self.loc.file}:{self.loc.line} (rule {self.name!r})"
-            code = compile(self._sources[kind], filename, "exec")
+            code = _compile(self._sources[kind], filename)
             # Every rule's `why`/`act` is defined under the same name in the shared namespace (its
             # helpers and constants live there): define and take it in one step, one thread at a time.
             with _DEFINE:
@@ -132,7 +141,7 @@ class EventPlan:
         Compiled on first use."""
         fn = self._match_why
         if fn is None:
-            code = compile(self.why_source, f"<match_why {self.event!r}>", "exec")
+            code = _compile(self.why_source, f"<match_why {self.event!r}>")
             with _DEFINE:  # like the rules' functions: one definition, whichever thread asks first
                 fn = self._match_why
                 if fn is None:
@@ -161,7 +170,7 @@ class EventPlan:
             name = f"values_{position}_{clause}"
             source = "\n".join([f"def {name}({params}):"] + [f"    {line}" for line in setup]
                                 + [f"    return ({values})"]) + "\n"
-            code = compile(source, f"<values {self.names[position]!r}>", "exec")
+            code = _compile(source, f"<values {self.names[position]!r}>")
             self.match_why  # noqa: B018 - compiles match_why, whose helpers (loops over lists) these use
             with _DEFINE:
                 exec(code, self._why_scope)  # noqa: S102 - generated code
@@ -230,7 +239,7 @@ class Compiler:
             rules = [ordered[i] for i in indexes]
             self._emit_match(rules)
             source = "\n".join(self.lines) + "\n"
-            exec(compile(source, f"<match {event!r}>", "exec"), namespace)  # noqa: S102 - generated code
+            exec(_compile(source, f"<match {event!r}>"), namespace)  # noqa: S102 - generated code
             value_sources: dict[tuple[int, int], tuple[list[str], str]] = {}
             snapshot: list[str] = []
             why_source = self._capture(lambda: snapshot.extend(self._emit_match_why(rules, value_sources)))

@@ -194,6 +194,10 @@ class Typer:
         if isinstance(base, T.Record):
             if name in base.fields:
                 return base.fields[name]
+            if name in base.hidden:
+                self.err(loc, "E205", f"{base.name}.{name} is {base.hidden[name]}: rules and templates cannot read it",
+                         "only job handlers use secrets (docs/jobs.md)")
+                return T.ANY
             if base.extra is not None:
                 return base.extra
             hint = did_you_mean(closest(name, list(base.fields)), quote=False)

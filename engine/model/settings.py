@@ -115,6 +115,7 @@ def _public_record(model: type[BaseModel], name: str) -> Record:
     record = Record(name)
     for field_name, info in model.model_fields.items():
         if _is_secret(info.annotation):
+            record.hidden[field_name] = "a secret"
             continue
         annotation = info.annotation
         inner = next((a for a in getattr(annotation, "__args__", ()) if isinstance(a, type)

@@ -86,6 +86,8 @@ class Record(Type):
     fields: dict[str, Type] = field(default_factory=dict)
     # Type of keys that are not declared; None means an unknown key is a check error.
     extra: Type | None = None
+    # Fields that exist but rules may not read (secret settings), with the reason.
+    hidden: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return self.name

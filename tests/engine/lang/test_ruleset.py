@@ -115,3 +115,16 @@ def test_a_build_leaves_the_collector_on_for_other_threads():
     assert observed["disabled"] == 0
     assert observed["made"] > 1000 and observed["collected"] > observed["made"] // 2
     assert gc.get_freeze_count() == 0  # nothing is left frozen after the build
+
+
+def test_rules_testing_literals_compile_without_python_warnings() -> None:
+    import warnings
+
+    text = '''rule "Literals" { when "Order is Imported"
+        if "abc" contains "b" and "x" != "y" and "a" starts with "a" and not ("q" == null) and 3 != null
+        then "Tag Order"(name: "x") }'''
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        engine = Engine.from_source(text).ruleset.warm()
+    assert [str(w.message) for w in caught] == []
+    assert Engine(engine).process({"id": "1"}, dry_run=True).decisions[0].fired == ["Literals"]
