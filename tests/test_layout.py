@@ -4,6 +4,7 @@ engine, and an installed wheel that holds every package and data file."""
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -131,8 +132,14 @@ def test_the_grammar_imports_nothing_from_the_engine_and_models_nothing_from_abo
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("wheel")
+    source = tmp_path_factory.mktemp("source")  # a clean copy: no build/ left over from an earlier build
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for folder in TOPS:
+        shutil.copytree(ROOT / folder, source / folder, ignore=ignore)
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(ROOT)], check=True, capture_output=True)
+                    str(source)], check=True, capture_output=True)
     [built] = out.glob("ruledesk-*.whl")
     return zipfile.ZipFile(built)
 

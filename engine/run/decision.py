@@ -55,7 +55,7 @@ class Decision:
 
     @property
     def outcomes(self) -> list[RuleOutcome]:
-        """Every rule of the event in evaluation order, fired or not and why (see engine/explain.py)."""
+        """Every rule of the event in evaluation order, fired or not and why (see engine/run/explain.py)."""
         if self._outcomes is None:
             self._outcomes = [outcome for entry in self._log for outcome in _outcomes_of(entry)]
         return self._outcomes

@@ -1,4 +1,4 @@
-"""Coverage (engine/coverage.py) on rulesets whose answer is known by hand."""
+"""Coverage (engine/testing/coverage.py) on rulesets whose answer is known by hand."""
 
 from __future__ import annotations
 

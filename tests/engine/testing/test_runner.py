@@ -1,4 +1,4 @@
-"""`ruledesk test` and engine/testing.py: case files, expectations and their diffs, output formats, watch."""
+"""`ruledesk test` and engine/testing/: case files, expectations and their diffs, output formats, watch."""
 
 from __future__ import annotations
 
