@@ -8,11 +8,12 @@ store type, and in a configuration it is written only as a reference, ``env:NAME
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, SecretStr
 
 from ruledesk.engine.model.types import Record, record_of_model
 
@@ -78,9 +79,14 @@ class StoreSettings(Settings):
     settings: dict[str, Any] = Field(default_factory=dict, description="free-form settings rules may read")
     podos: PodosSettings | None = Field(None, description="the podOS integration's settings")
 
+    _view: dict[str, Any] | None = PrivateAttr(None)
+
     def view(self) -> dict[str, Any]:
-        """What rules and templates see as ``store``: every setting but the secrets."""
-        return _public(self)
+        """What rules and templates see as ``store``: every setting but the secrets.  Built once per
+        settings object and shared (rules and templates only read it; actions get a copy)."""
+        if self._view is None:
+            self._view = _public(self)
+        return self._view
 
 
 def _is_secret(annotation: Any) -> bool:
@@ -137,10 +143,16 @@ def store_settings(value: StoreSettings | dict[str, Any] | str | None) -> StoreS
     if value is None or value == {}:
         return DEFAULT_STORE
     if isinstance(value, str):
-        return StoreSettings(name=value)
+        return _named_store(value)
     if "name" not in value:
         value = {**value, "name": DEFAULT_STORE.name}
     return StoreSettings.model_validate(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _named_store(name: str) -> StoreSettings:
+    """A store known only by its name (no configured stores): one settings object per name."""
+    return StoreSettings(name=name)
 
 
 DEFAULT_STORE = StoreSettings(name="default")

@@ -177,7 +177,6 @@ class Engine:
         self.events = events if events is not None else default_events()
         self.actions = actions if actions is not None else default_actions()
         self.stores: dict[str, StoreSettings] = {store.name: store for store in stores or ()}
-        self._views: dict[str, dict[str, Any]] = {name: store.view() for name, store in self.stores.items()}
         self.dry_run = dry_run
         self.clock = clock or utcnow
         self.max_depth = max_depth
@@ -254,10 +253,6 @@ class Engine:
         except ValidationError as exc:
             raise EventError(f"invalid store: {_validation_message(exc)}") from None
 
-    def _store_view(self, store: StoreSettings) -> dict[str, Any]:
-        view = self._views.get(store.name)
-        return view if view is not None and self.stores.get(store.name) is store else store.view()
-
     # ---- matching and processing ----------------------------------------------------------
     def match(self, data: Event | dict[str, Any], *, validated: bool = False) -> list[str]:
         """Names of the rules whose conditions hold for this event and order, without running anything."""
@@ -266,7 +261,7 @@ class Engine:
         if plan is None:
             return []
         names = plan.names
-        store = event.store if isinstance(event.store, dict) else self._store_view(event.store)
+        store = event.store if isinstance(event.store, dict) else event.store.view()
         hits = plan.match(event.order, event.namespace, store, self.clock() if plan.uses_now else None)
         return [names[i] for i in hits]
 
@@ -336,7 +331,7 @@ class Engine:
         result.orders[OrderRef(store.name, _order_id(event.order))] = event.order
         result.stores[store.name] = store
         cascade = _Cascade(result, self.max_firings, dry, explain)
-        queue: deque[_Pending] = deque([_Pending(event.name, event.payload, event.order, store, self._store_view(store),
+        queue: deque[_Pending] = deque([_Pending(event.name, event.payload, event.order, store, store.view(),
                                                  0, (event.name,), event.id, None, first_key)])
         while queue:
             pending = queue.popleft()
@@ -362,7 +357,7 @@ class Engine:
                                                   f"{spec.name!r} was not processed", "chain": list(chain)}
                     continue
                 queue.append(_Pending(spec.name, item.payload, order, item_store,
-                                      pending.store_view if target is not None else self._store_view(item_store),
+                                      pending.store_view if target is not None else item_store.view(),
                                       pending.depth + 1, chain, event_id, rule_name))
             if cascade.firing_limit_hit:
                 cut = {waiting.event_id for waiting in queue}  # emitted earlier, now never processed
