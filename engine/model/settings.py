@@ -51,6 +51,10 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True,
                               hide_input_in_errors=True)  # a refused secret is never echoed
 
+    def __eq__(self, other: object) -> bool:
+        """Equal settings are equal whatever was cached on them (``StoreSettings.view``)."""
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
 
 class PodosSettings(Settings):
     """The podOS integration's settings for one store (Order Desk's podOS settings page)."""
@@ -84,9 +88,11 @@ class StoreSettings(Settings):
     def view(self) -> dict[str, Any]:
         """What rules and templates see as ``store``: every setting but the secrets.  Built once per
         settings object and shared (rules and templates only read it; actions get a copy)."""
-        if self._view is None:
-            self._view = _public(self)
-        return self._view
+        private = self.__pydantic_private__  # read directly: pydantic's private-attribute lookup costs µs
+        view = private["_view"]
+        if view is None:
+            view = private["_view"] = _public(self)
+        return view
 
 
 def _is_secret(annotation: Any) -> bool:

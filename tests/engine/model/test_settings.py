@@ -109,3 +109,10 @@ def test_store_settings_from_a_name_a_mapping_or_nothing() -> None:
     assert store_settings("shop").name == "shop"
     assert store_settings({"settings": {"a": 1}}).settings == {"a": 1}
     assert store_settings(None).name == "default"
+
+
+def test_the_view_is_built_once_and_equality_ignores_it() -> None:
+    store = StoreSettings(name="shop", settings={"a": 1})
+    assert store.view() is store.view()
+    assert store == StoreSettings(name="shop", settings={"a": 1}) and store != StoreSettings(name="other")
+    assert store_settings("shop") is store_settings("shop")
