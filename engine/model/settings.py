@@ -8,6 +8,7 @@ store type, and in a configuration it is written only as a reference, ``env:NAME
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, SecretStr
 
+from ruledesk.engine.model.order import bounded_value
 from ruledesk.engine.model.types import Record, record_of_model
 
 
@@ -105,21 +107,9 @@ def _public(model: BaseModel) -> dict[str, Any]:
         if _is_secret(info.annotation):
             continue
         value = getattr(model, name)
-        view[name] = _public(value) if isinstance(value, BaseModel) else _plain(value)
+        # free-form values in the runtime representation rules read (floats as exact Decimals)
+        view[name] = _public(value) if isinstance(value, BaseModel) else bounded_value(copy.deepcopy(value), name)
     return view
-
-
-def _plain(value: Any) -> Any:
-    """A settings value in the runtime representation rules read (floats are exact Decimals)."""
-    from decimal import Decimal
-
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    return value
 
 
 def _public_record(model: type[BaseModel], name: str) -> Record:
