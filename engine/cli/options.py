@@ -1,4 +1,4 @@
-"""What every command shares: exit codes, the --rules/--now/--format options, stderr and counting."""
+"""What every command shares: exit codes, the --rules/--now/--format/--config options, stderr and counting."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from ruledesk.engine.model.config import Config, ConfigError, load_config
 from ruledesk.engine.testing.cases import parse_now
 
 # Exit codes are a contract (README, "Exit codes").
@@ -58,6 +60,23 @@ def _parse_now_option(value: str | None) -> _dt.datetime | None:
 NowOption = Annotated[str | None, typer.Option(
     "--now", metavar='"YYYY-MM-DD HH:MM:SS"', callback=_parse_now_option,
     help="Fix the clock (UTC) that now() and timestamps read, for reproducible output.", show_default=False)]
+
+
+ConfigOption = Annotated[str | None, typer.Option(
+    "--config", metavar="FILE", show_default=False,
+    help="ruledesk.yaml: the stores (events name them), their settings and the limits.")]
+
+
+def load_config_or_exit(path: str | None, err: Console) -> Config | None:
+    """The configuration, or its located problems on stderr and exit 2; None without --config."""
+    if path is None:
+        return None
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(escape(problem), soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def rule_paths(*given: list[str] | None) -> list[str]:

@@ -15,11 +15,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ruledesk.actions import builtin_handlers
 from ruledesk.engine.jobs import MemoryRunner
+from ruledesk.engine.model.config import Limits
 from ruledesk.engine.run.engine import Decision, Engine, EventError, default_actions, default_events
 from ruledesk.engine.run.explain import DECIDING
 from ruledesk.engine.cli.inputs import input_name, load_or_exit
-from ruledesk.engine.cli.options import (EXIT_INTERNAL, EXIT_REJECTED, EXIT_USAGE, STDIN, DecisionFormatOption,
-                                         ExplainOption, NowOption, RulesOption, count, fixed_clock, stderr)
+from ruledesk.engine.cli.options import (EXIT_INTERNAL, EXIT_REJECTED, EXIT_USAGE, STDIN, ConfigOption,
+                                         DecisionFormatOption, ExplainOption, NowOption, RulesOption, count,
+                                         fixed_clock, load_config_or_exit, stderr)
 from ruledesk.engine.cli.render import default_format, stdout_console, write_decisions
 
 PROGRESS_MIN_LINES = 1000  # below this, a run is over before a progress bar would help
@@ -31,12 +33,15 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Change in-memory copies only; record "
                                                            "external effects instead of performing them.")] = False,
     output_format: DecisionFormatOption = None,
-    max_depth: Annotated[int, typer.Option("--max-depth", metavar="N", min=0,
-                                           help="Longest cascade of emitted events.")] = 10,
-    max_firings: Annotated[int, typer.Option("--max-firings", metavar="N", min=1,
-                                             help="Most rule firings for one incoming line.")] = 100,
+    max_depth: Annotated[int | None, typer.Option("--max-depth", metavar="N", min=0, show_default=False,
+                                                  help="Longest cascade of emitted events (default: the "
+                                                       "config's limits, else 10).")] = None,
+    max_firings: Annotated[int | None, typer.Option("--max-firings", metavar="N", min=1, show_default=False,
+                                                    help="Most rule firings for one incoming line (default: "
+                                                         "the config's limits, else 100).")] = None,
     explain: ExplainOption = False,
     now: NowOption = None,
+    config_file: ConfigOption = None,
 ) -> None:
     """Run the rules over orders or events, one JSON object per line.
 
@@ -50,9 +55,14 @@ def run(
     """
     err = stderr()
     events, catalogue = default_events(), default_actions()
+    config = load_config_or_exit(config_file, err)
     ruleset = load_or_exit(rules, events, catalogue, err, trace=False)
-    engine = Engine(ruleset, events=events, actions=catalogue, dry_run=dry_run, max_depth=max_depth,
-                    max_firings=max_firings, clock=fixed_clock(now), explain=DECIDING)
+    limits = config.limits if config is not None else Limits()
+    max_depth = limits.max_depth if max_depth is None else max_depth
+    max_firings = limits.max_firings if max_firings is None else max_firings
+    engine = Engine(ruleset, events=events, actions=catalogue, stores=config.stores if config else None,
+                    dry_run=dry_run, max_depth=max_depth, max_firings=max_firings, clock=fixed_clock(now),
+                    explain=DECIDING)
     runner = None if dry_run else MemoryRunner(engine, builtin_handlers())  # real time, even with --now
     output_format = default_format(output_format)
     out = stdout_console()

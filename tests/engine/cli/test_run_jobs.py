@@ -72,3 +72,30 @@ def test_dry_run_shows_jobs_and_performs_none(pinged) -> None:
     [decision] = [json.loads(line) for line in result.stdout.splitlines()]
     assert calls == []
     assert decision["actions"][0]["status"] == "dry-run" and decision["actions"][0]["job"]["params"] == {"target": "t-1"}
+
+
+def test_run_takes_stores_and_limits_from_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACME_KEY", "k-secret-1")
+    config = tmp_path / "ruledesk.yaml"
+    config.write_text("stores:\n  - name: acme\n    api_key: env:ACME_KEY\n    settings: {region: EU}\n"
+                      "limits: {max_depth: 1}\n")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.rules").write_text('''
+        rule "EU" { when "Order is Imported" if store.settings.region == "EU" then "Add Note"(text: "eu") }
+        rule "Again" { when "Note Added" then "Add Note"(text: "again") }
+    ''')
+    lines = "\n".join([json.dumps({"event": "Order is Imported", "order": {"id": "1"}, "store": "acme"}),
+                       json.dumps({"event": "Order is Imported", "order": {"id": "2"}, "store": "acne"})]) + "\n"
+    result = CliRunner().invoke(app, ["run", "--dry-run", "--config", str(config), "--rules", str(rules),
+                                      "--format", "json", "-"], input=lines)
+    decisions = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(d["event"], d["store"], d["fired"]) for d in decisions] == [
+        ("Order is Imported", "acme", ["EU"]), ("Note Added", "acme", ["Again"])]
+    assert "depth limit 1 reached" in decisions[1]["stopped"]["reason"]
+    assert "<stdin>:2: unknown store 'acne' (did you mean 'acme'?)" in result.stderr
+    assert "k-secret-1" not in result.stdout + result.stderr and result.exit_code == 3
+    config.write_text("stores:\n  - name: acme\n    api_kee: env:ACME_KEY\n")
+    bad = CliRunner().invoke(app, ["run", "--config", str(config), "--rules", str(rules), "-"], input="")
+    assert bad.exit_code == 2 and f"{config}:3:5: stores[0].api_kee: unknown key 'api_kee' (did you mean 'api_key'?)" \
+        in bad.stderr.replace("\n", "")
