@@ -13,7 +13,7 @@ from typing import Any
 
 from ruledesk.grammar import ast
 from ruledesk.engine.model.catalogue import ActionSpec, Catalogue, EventSpec
-from ruledesk.grammar.diagnostics import Diagnostics, closest
+from ruledesk.grammar.diagnostics import closest
 from ruledesk.engine.run.engine import Decision, Engine, default_actions, default_events
 from ruledesk.engine.run.explain import FULL, deciding_line
 from ruledesk.engine.model.order import dump_value

@@ -14,10 +14,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
 
-from ruledesk.engine import (ActionSpec, Decision, Engine, Event, EventError, RulesetError, default_actions,
-                             default_events)
+from ruledesk.engine import Decision, Engine, Event, EventError, RulesetError, default_actions
 
 from support import CASES, expected_actions
 
