@@ -17,13 +17,14 @@ def fixed_clock() -> dt.datetime:
     return NOW
 
 
-def load_cases() -> list[tuple[str, dict[str, Any]]]:
-    """The language conformance cases (tests/engine/lang/cases/*.yaml) as (id, case) pairs."""
+def load_cases(folder: Path = LANGUAGE_CASES, separator: str = "::") -> list[tuple[str, dict[str, Any]]]:
+    """The YAML cases of ``folder`` (each file a list of cases with a ``name``) as (id, case) pairs;
+    by default the language conformance cases (tests/engine/lang/cases/*.yaml)."""
     yaml = YAML(typ="safe")
     cases = []
-    for path in sorted(LANGUAGE_CASES.glob("*.yaml")):
+    for path in sorted(folder.glob("*.yaml")):
         for case in yaml.load(path.read_text(encoding="utf-8")):
-            cases.append((f"{path.stem}::{case['name']}", case))
+            cases.append((f"{path.stem}{separator}{case['name']}", case))
     return cases
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
 from ruledesk.engine import RulesetError, default_actions, default_events
-from ruledesk.grammar.diagnostics import CODES, Diagnostic, Diagnostics
 from ruledesk.engine.lang.ruleset import check_sources, load_ruleset
+from ruledesk.grammar.diagnostics import CODES, Diagnostic, Diagnostics
+from support import load_cases
 
 CASE_DIR = Path(__file__).parent / "errors"
 CASE_KEYS = {"name", "files", "want", "want_formatted", "xfail"}
@@ -30,16 +30,7 @@ NOT_FROM_TEXT = {"E110"}
 NOT_FROM_CHECK = {"E900"}
 
 
-def _load_cases() -> list[tuple[str, dict]]:
-    yaml = YAML(typ="safe")
-    cases = []
-    for path in sorted(CASE_DIR.glob("*.yaml")):
-        for case in yaml.load(path.read_text(encoding="utf-8")):
-            cases.append((f"{path.stem}/{case['name']}", case))
-    return cases
-
-
-CASES = _load_cases()
+CASES = load_cases(CASE_DIR, "/")
 
 
 def _params() -> list:
