@@ -342,3 +342,47 @@ def check_equivalence(engine: Any, table: PythonRules, events: list[Any], sample
                                + "\n".join(lines))
     return {"events": checked, "matches": matched, "events_with_matches": events_with_hits,
             "matches_per_event": matched / checked if checked else 0.0}
+
+
+# ---- (p): a plain generated function per event ------------------------------------------------
+
+_HOISTED = (('o["shipping"]["country"]', "country"), ('o["shipping_method"]', "method"),
+            ('o["order_total"]', "total"), ('o["email"]', "email"), ('o["order_items"]', "items"))
+
+
+def plain_source(specs: Iterable[dict[str, Any]]) -> str:
+    """One generated function per event, written the obvious way: every field the rules read is read
+    once into a local at the top, then every rule's condition is inlined (clauses as written, ``and``
+    short-circuiting) as ``if ...: out.append(name)``.  No indexing, no reordering."""
+    by_event: dict[str, list[dict[str, Any]]] = {}
+    for spec in specs:
+        for event in spec["events"]:
+            by_event.setdefault(event, []).append(spec)
+    lines: list[str] = []
+    for number, (event, rules) in enumerate(by_event.items()):
+        lines.append(f"def match_{number}(o):  # {event}")
+        lines += [f"    {local} = {read}" for read, local in _HOISTED]
+        lines.append("    out = []")
+        for spec in rules:
+            cond = " and ".join(code for _, code in spec["clauses"])
+            for read, local in _HOISTED:
+                cond = cond.replace(read, local)
+            lines.append(f"    if {cond}: out.append({spec['name']!r})")
+        lines.append("    return out")
+        lines.append(f"PLAIN[{event!r}] = match_{number}")
+    return "\n".join(lines) + "\n"
+
+
+def make_plain(specs: list[dict[str, Any]]) -> Callable[[Any], list[str]]:
+    """``plain(event) -> [names]``: the plain generated counterpart of ``engine.match(event, validated=True)``."""
+    namespace: dict[str, Any] = {"__builtins__": {"any": any}, "PLAIN": {}}
+    for spec in specs:
+        namespace.update(spec["consts"])
+    exec(compile(plain_source(specs), "<plain>", "exec"), namespace)  # noqa: S102
+    table = namespace["PLAIN"]
+    empty = lambda o: []  # noqa: E731
+
+    def plain(event: Any) -> list[str]:
+        return table.get(event.name, empty)(event.order)
+
+    return plain

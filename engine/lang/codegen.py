@@ -30,6 +30,7 @@ class FunctionBuilder:
         self.read_lines: list[str] = []
         self.temps = 0
         self.shared: dict[ast.Expr, str] = {}  # aggregate -> the local caching its result
+        self.shared_code: dict[str, str] = {}  # that local -> the code that reads or computes it
         self.helpers: list[str] = []  # module-level functions this function calls (loops over lists)
 
     def temp(self) -> str:
@@ -412,7 +413,8 @@ class ExprCompiler:
         if local is None:
             local = self.fn.shared[e] = f"_q{len(self.fn.shared)}"
             self.fn.read_lines.append(f"{local} = None")
-        return f"({local} if {local} is not None else ({local} := {compute()}))"
+            self.fn.shared_code[local] = f"({local} if {local} is not None else ({local} := {compute()}))"
+        return self.fn.shared_code[local]
 
     def c_Quantifier(self, e, scope, env):
         return self.shared(e, env, lambda: self._quantifier(e, scope, env))
@@ -490,7 +492,7 @@ def cost(e: ast.Expr | None) -> int:
     if isinstance(e, ast.ListLit):
         return sum(map(cost, e.items))
     if isinstance(e, ast.Compare):
-        weight = {"matches": 4, "contains": 2, "starts with": 2, "ends with": 2}.get(e.op, 1)
+        weight = 0 if _is_lookup(e) else {"matches": 4, "contains": 2, "starts with": 2, "ends with": 2}.get(e.op, 1)
         return weight + cost(e.left) + cost(e.right)
     if isinstance(e, ast.Test):
         return 1 + cost(e.operand)
@@ -503,15 +505,37 @@ def cost(e: ast.Expr | None) -> int:
     return 5
 
 
+_LITERALS = (ast.StringLit, ast.NumberLit, ast.BoolLit)
+
+
+def _is_lookup(e: ast.Compare) -> bool:
+    """An equality or membership test against constants (``x == "US"``, ``x in ["A", "B"]``): the
+    clauses an event's rules are indexed by, so they are tested first (see ``cheap_first``)."""
+    if e.op == "==":
+        return isinstance(e.left, _LITERALS) or isinstance(e.right, _LITERALS)
+    if e.op == "in":
+        return isinstance(e.right, (ast.ListLit, ast.Name))
+    return False
+
+
 def cheap_first(cond: ast.Expr) -> list[tuple[int, ast.Expr]]:
-    """The top-level clauses of a condition with their written index, cheapest first (stable).
+    """The top-level clauses of a condition with their written index, cheapest first (stable), and
+    among equally cheap ones, equality and membership tests against constants first.
 
     Conditions have no side effects and never raise, so the order of an ``and``'s operands does
     not change its value: testing `order.shipping.country == "US"` before looping over the items
     saves the loop for most orders.  The deciding clause of a rule that did not fire is then the
-    first false clause in this order (its written index is kept for the explanation)."""
+    first false clause in this order (its written index is kept for the explanation).  A rule
+    whose first clause is such a test can be indexed by it (compiler.py, ``_index``): a rule the
+    index skips has that clause false, which is then its deciding clause, as without the index."""
     parts = cond.operands if isinstance(cond, ast.BoolOp) and cond.op == "and" else (cond,)
-    return sorted(enumerate(parts), key=lambda pair: (cost(pair[1]), pair[0]))
+
+    def key(pair: tuple[int, ast.Expr]) -> tuple[int, int, int]:
+        index, part = pair
+        lookup = isinstance(part, ast.Compare) and _is_lookup(part)
+        return cost(part), 0 if lookup else 1, index
+
+    return sorted(enumerate(parts), key=key)
 
 
 def _is_record_binder(obj: ast.Expr, scope: Scope, t: T.Type) -> bool:

@@ -21,6 +21,7 @@ from ruledesk.grammar import ast
 from ruledesk.engine.model.catalogue import ActionSpec, Catalogue
 from ruledesk.engine.lang.checker import CheckedRule, CheckResult
 from ruledesk.engine.lang.typer import ROOTS, Binding, Scope, Typer
+from ruledesk.engine.model import types as T
 from ruledesk.engine.lang.codegen import ExprCompiler, TraceNodes, FunctionBuilder, cheap_first
 from ruledesk.grammar.diagnostics import Diagnostics
 from ruledesk.engine.lang.runtime import RUNTIME_NAMESPACE
@@ -128,6 +129,10 @@ class EventPlan:
     # (rule position, clause index) -> the statements and the expression that give them.
     value_sources: dict[tuple[int, int], tuple[list[str], str]] = field(default_factory=dict, repr=False)
     snapshot_names: tuple[str, ...] = ()
+    # By position: the written index of the clause a rule is indexed by (its first clause, an
+    # equality or membership test against constants), or None.  A rule the index skipped is in
+    # neither the fired list nor ``missed``: that clause was false, and is its deciding clause.
+    index_clauses: tuple[int | None, ...] = ()
     _match_why: Callable[..., Any] | None = field(default=None, repr=False)
     _value_functions: dict[tuple[int, int], Callable[..., tuple]] = field(default_factory=dict, repr=False)
     _why_scope: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -157,6 +162,11 @@ class EventPlan:
             self._value_function(position, clause)
         self.match_why  # noqa: B018 - a plan whose rules have no conditions has no value functions
 
+    def deciding(self, position: int, missed: dict[int, int]) -> int:
+        """The deciding clause of rule ``position``, which match_why did not fire (see ``index_clauses``)."""
+        clause = missed.get(position)
+        return self.index_clauses[position] if clause is None else clause
+
     def values(self, position: int, clause: int, snapshot: tuple, order: dict, event: dict, store: dict) -> tuple:
         """The values the deciding clause ``clause`` of rule ``position`` compared, from a match_why snapshot."""
         return self._value_function(position, clause)(*snapshot, order, event, store)
@@ -178,6 +188,16 @@ class EventPlan:
         return fn
 
 
+_MIN_INDEXED = 4  # rules under one indexed expression before an index pays for itself
+
+
+@dataclass
+class _Index:
+    key_of: list[str | None]  # by position: the indexed expression's code, or None
+    clauses: Any  # by position: the written index of the indexed clause, or None (a tuple once built)
+    dimensions: list[tuple[str, str, list[tuple[int, ...]]]]  # (expression, constant {value: group}, groups)
+
+
 @dataclass
 class CompiledCode:
     rules: list[CompiledRule]
@@ -185,10 +205,12 @@ class CompiledCode:
 
 
 class Compiler:
-    def __init__(self, checked: CheckResult, actions: Catalogue[ActionSpec], trace: bool = False) -> None:
+    def __init__(self, checked: CheckResult, actions: Catalogue[ActionSpec], trace: bool = False,
+                 index: bool = True) -> None:
         self.checked = checked
         self.actions = actions
         self.trace = trace
+        self.index = index
         self.consts: dict[str, Any] = {}
         self._const_ids: dict[tuple[type, Any], str] = {}
         self.lines: list[str] = []
@@ -237,7 +259,7 @@ class Compiler:
             # One compile() per event keeps the peak memory of CPython's compiler small.
             self.lines = []
             rules = [ordered[i] for i in indexes]
-            self._emit_match(rules)
+            index_clauses = self._emit_match(rules)
             source = "\n".join(self.lines) + "\n"
             exec(_compile(source, f"<match {event!r}>"), namespace)  # noqa: S102 - generated code
             value_sources: dict[tuple[int, int], tuple[list[str], str]] = {}
@@ -246,6 +268,7 @@ class Compiler:
             plans[event] = EventPlan(event, tuple(compiled[i] for i in indexes), namespace.pop("match"),
                                      source, why_source, namespace,
                                      value_sources=value_sources, snapshot_names=tuple(snapshot),
+                                     index_clauses=index_clauses,
                                      uses_now=any(self._uses_now(r.rule) for r in rules),
                                      reads=self._order_reads(rules), names=tuple(r.rule.name for r in rules))
         namespace.update(self.consts)  # the constants the match functions added
@@ -350,12 +373,6 @@ class Compiler:
             self._line("    " + read)
 
     # ---- conditions ---------------------------------------------------------------------
-    def _condition_code(self, checked: CheckedRule, fn: FunctionBuilder) -> str:
-        """A rule's condition as one expression, its top-level clauses cheap first."""
-        ec = ExprCompiler(self, self._typer(checked), fn)
-        parts = [ec.bool(part, checked.scope, _root_env()) for _, part in cheap_first(checked.rule.condition)]
-        return parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
-
     def _clauses(self, checked: CheckedRule, fn: FunctionBuilder) -> list[tuple[int, list[str], str, str, ast.Loc]]:
         """(written index, setup lines, test, captured values, location) of each top-level clause of a
         condition, in evaluation order: cheap clauses first (see ``cheap_first``)."""
@@ -389,45 +406,169 @@ class Compiler:
                         value_sources: dict[tuple[int, int], tuple[list[str], str]]) -> list[str]:
         """``match`` that also notes each missed rule's deciding clause (an int: no allocation) and
         returns a snapshot of its locals, from which ``EventPlan.values`` recomputes what the clause
-        compared.  Returns the snapshot's names."""
+        compared.  Rules the index skips are not noted (``EventPlan.deciding``).  Returns the
+        snapshot's names."""
         fn = FunctionBuilder(hoist=True)
-        body: list[tuple[str, ast.Loc | None]] = []
+        index = self._index(rules, fn)
+        bodies: list[list[tuple[str, ast.Loc | None]]] = []  # per position, without its indexed clause
         for position, checked in enumerate(rules):
             clauses = self._clauses(checked, fn)
+            for clause_index, setup, _, values, _ in clauses:
+                value_sources[(position, clause_index)] = (setup, values)
+            if index.key_of[position] is not None:
+                clauses = clauses[1:]  # the index found it true
             if not clauses:
-                body.append((f"    hit({position})", checked.rule.loc))
+                bodies.append([(f"hit({position})", checked.rule.loc)])
                 continue
-            body.append(("    while True:", checked.rule.loc))
-            for index, setup, test, values, loc in clauses:
-                body.extend((f"        {line}", loc) for line in setup)
-                body.append((f"        if not {test}: missed[{position}] = {index}; break", loc))
-                value_sources[(position, index)] = (setup, values)
-            body.append((f"        hit({position}); break", None))
+            body = [("while True:", checked.rule.loc)]
+            for clause_index, setup, test, _, loc in clauses:
+                body.extend((f"    {line}", loc) for line in setup)
+                body.append((f"    if not {test}: missed[{position}] = {clause_index}; break", loc))
+            body.append((f"    hit({position}); break", None))
+            bodies.append(body)
         snapshot = list(fn.reads.values()) + list(fn.shared.values()) + ["now"]
         self._head(fn, "match_why(order, event, store, now)")
         self._line("    fired = []")
         self._line("    hit = fired.append")
         self._line("    missed = {}")
-        for text, loc in body:
-            self._line(text, loc)
+        self._emit_indexed(index, bodies)
         self._line(f"    return fired, missed, ({', '.join(snapshot)},)")
         return snapshot
 
-    def _emit_match(self, rules: list[CheckedRule]) -> None:
+    def _emit_match(self, rules: list[CheckedRule]) -> tuple[int | None, ...]:
+        """The event's ``match``; returns each rule's indexed clause (``EventPlan.index_clauses``)."""
         fn = FunctionBuilder(hoist=True)
-        body: list[tuple[str, ast.Loc]] = []
+        index = self._index(rules, fn)
+        bodies: list[list[tuple[str, ast.Loc | None]]] = []
         for position, checked in enumerate(rules):
             cond = checked.rule.condition
-            if cond is None:
-                body.append((f"    hit({position})", checked.rule.loc))
+            parts = self._condition_parts(checked, fn)
+            if index.key_of[position] is not None:
+                parts = parts[1:]
+            if not parts:
+                bodies.append([(f"hit({position})", checked.rule.loc)])
                 continue
-            body.append((f"    if {self._condition_code(checked, fn)}: hit({position})", cond.loc))
+            code = parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
+            bodies.append([(f"if {code}: hit({position})", cond.loc)])
         self._head(fn, "match(order, event, store, now)")
         self._line("    fired = []")
         self._line("    hit = fired.append")
-        for text, loc in body:
-            self._line(text, loc)
+        self._emit_indexed(index, bodies)
         self._line("    return fired")
+        return index.clauses
+
+    def _condition_parts(self, checked: CheckedRule, fn: FunctionBuilder) -> list[str]:
+        """A rule's top-level clauses as tests, in evaluation order (cheap first)."""
+        if checked.rule.condition is None:
+            return []
+        ec = ExprCompiler(self, self._typer(checked), fn)
+        return [ec.bool(part, checked.scope, _root_env()) for _, part in cheap_first(checked.rule.condition)]
+
+    # ---- the index ------------------------------------------------------------------------
+    def _index(self, rules: list[CheckedRule], fn: FunctionBuilder) -> "_Index":
+        """Which rules of an event are indexed, by what and under which values.
+
+        A rule is indexed by its first clause (in evaluation order) when that clause tests a text
+        field (a path of type string, or ``lower``/``upper`` of one) for equality with a string or
+        membership in a list of constants.  Rules indexed by the same expression form a dimension;
+        the match reads the expression once and runs only the rules of the value it has (a rule of
+        a list is under each of its strings), plus every rule not indexed.  A dimension of fewer
+        than ``_MIN_INDEXED`` rules costs more than it saves: its rules are tested one by one."""
+        found: list[tuple[str, tuple[str, ...], int] | None] = [self._lookup(checked, fn) for checked in rules]
+        by_key: dict[str, list[int]] = {}
+        for position, entry in enumerate(found):
+            if entry is not None:
+                by_key.setdefault(entry[0], []).append(position)
+        index = _Index([None] * len(rules), [None] * len(rules), [])
+        if not self.index:
+            index.clauses = tuple(index.clauses)
+            return index
+        for key, positions in by_key.items():
+            if len(positions) < _MIN_INDEXED:
+                continue
+            under: dict[str, list[int]] = {}
+            for position in positions:
+                for value in dict.fromkeys(found[position][1]):
+                    under.setdefault(value, []).append(position)
+                index.key_of[position] = key
+                index.clauses[position] = found[position][2]
+            groups: dict[tuple[int, ...], int] = {}
+            table = {value: groups.setdefault(tuple(members), len(groups)) for value, members in under.items()}
+            index.dimensions.append((key, self.const(table), list(groups)))
+        index.clauses = tuple(index.clauses)
+        return index
+
+    def _lookup(self, checked: CheckedRule, fn: FunctionBuilder) -> tuple[str, tuple[str, ...], int] | None:
+        """(the code of the tested expression, the strings it may equal, the clause's written index)
+        when a rule's first clause can index it (see ``_index``); else None."""
+        cond = checked.rule.condition
+        if cond is None:
+            return None
+        written, first = cheap_first(cond)[0]
+        if not isinstance(first, ast.Compare):
+            return None
+        typer, scope = self._typer(checked), checked.scope
+        ec = ExprCompiler(self, typer, fn)
+        if first.op == "==":
+            if isinstance(first.right, ast.StringLit):
+                side, values = first.left, (first.right.value,)
+            elif isinstance(first.left, ast.StringLit):
+                side, values = first.right, (first.left.value,)
+            else:
+                return None
+        elif first.op == "in":
+            if ec._constant_members(first, scope) is None:
+                return None
+            side, values = first.left, tuple(v for v in ec.literal_value(first.right, scope) if isinstance(v, str))
+        else:
+            return None
+        target = side
+        if isinstance(side, ast.Call) and side.func in ("lower", "upper") and side.func not in typer.lets \
+                and len(side.args) == 1:
+            target = side.args[0]
+        if ec.path(target, scope) is None or typer.infer(target, scope) != T.STRING:
+            return None
+        if typer.infer(side, scope) != T.STRING:
+            return None
+        return ec.expr(side, scope, _root_env()), values, written
+
+    def _emit_indexed(self, index: "_Index", bodies: list[list[tuple[str, ast.Loc | None]]]) -> None:
+        """The rules' tests: per dimension, only the group of the value read; then the rules not
+        indexed; the fired positions sorted back into evaluation order when several parts add to them."""
+        pad = "    "
+        for number, (key, table, groups) in enumerate(index.dimensions):
+            self._line(f"{pad}_k{number} = {key}")
+            text = self.const(str)
+            self._line(f"{pad}_g{number} = {table}.get(_k{number}) if _k{number}.__class__ is {text} else None")
+            self._line(f"{pad}if _g{number} is not None:")
+            self._emit_groups(f"_g{number}", [[line for p in group for line in bodies[p]] for group in groups],
+                              0, len(groups), pad + "    ")
+        rest = [position for position, key in enumerate(index.key_of) if key is None]
+        for position in rest:
+            for text, loc in bodies[position]:
+                self._line(pad + text, loc)
+        if len(index.dimensions) + bool(rest) > 1:
+            self._line(f"{pad}fired.sort()")
+
+    def _emit_groups(self, var: str, groups: list[list[tuple[str, ast.Loc | None]]], low: int, high: int,
+                     pad: str) -> None:
+        """Branch on the group number ``var`` (known to be in [low, high)): halves, then a short chain."""
+        if high - low > 4:
+            middle = (low + high) // 2
+            self._line(f"{pad}if {var} < {middle}:")
+            self._emit_groups(var, groups, low, middle, pad + "    ")
+            self._line(f"{pad}else:")
+            self._emit_groups(var, groups, middle, high, pad + "    ")
+            return
+        for number in range(low, high):
+            if high - low > 1:
+                keyword = "if" if number == low else ("else" if number == high - 1 else "elif")
+                self._line(f"{pad}{keyword}:" if keyword == "else" else f"{pad}{keyword} {var} == {number}:")
+                inner = pad + "    "
+            else:
+                inner = pad
+            for text, loc in groups[number]:
+                self._line(inner + text, loc)
 
     # ---- actions --------------------------------------------------------------------------
     def _emit_actions(self, checked: CheckedRule, cr: CompiledRule) -> None:

@@ -129,15 +129,16 @@ def check_sources(sources: dict[str, str], events: Catalogue[EventSpec], actions
 
 
 def build_ruleset(sources: dict[str, str], events: Catalogue[EventSpec], actions: Catalogue[ActionSpec],
-                  diagnostics: Diagnostics | None = None, *, trace: bool = False) -> Ruleset:
+                  diagnostics: Diagnostics | None = None, *, trace: bool = False, index: bool = True) -> Ruleset:
     """Parse, check and compile; raises RulesetError if there is any error (warnings are kept).
 
-    ``trace=True`` also generates the traced conditions a full explanation needs."""
+    ``trace=True`` also generates the traced conditions a full explanation needs; ``index=False``
+    matches without the index (the same results: tests and benchmarks compare the two)."""
     with _young_collections_only():
         result, diagnostics = check_sources(sources, events, actions, diagnostics)
         if diagnostics:
             raise RulesetError(diagnostics.sorted(), sources)
-        code = Compiler(result, actions, trace=trace).compile()
+        code = Compiler(result, actions, trace=trace, index=index).compile()
     return Ruleset(content_hash(sources), tuple(code.rules), code.plans, tuple(sorted(sources)), dict(sources),
                    tuple(diagnostics.sorted()), trace)
 

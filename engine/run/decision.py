@@ -137,8 +137,12 @@ def _outcomes_of(entry: tuple) -> list[RuleOutcome]:
     kind = entry[0]
     if kind == _MISSED:
         _, plan, low, high, missed, snapshot, order, event_ns, store = entry
-        return [RuleOutcome(plan.rules[i], False, missed[i], plan.values(i, missed[i], snapshot, order, event_ns, store))
-                for i in range(low, high)]
+        outcomes = []
+        for i in range(low, high):
+            clause = plan.deciding(i, missed)
+            outcomes.append(RuleOutcome(plan.rules[i], False, clause,
+                                        plan.values(i, clause, snapshot, order, event_ns, store)))
+        return outcomes
     if kind == _ONE:
         _, rule, fired, why, trace = entry
         return [RuleOutcome(rule, fired, why[0] if why else None, why[1:] if why else (), trace)]

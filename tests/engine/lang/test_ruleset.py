@@ -74,7 +74,7 @@ def test_match_why_is_defined_once_when_threads_ask_at_the_same_time(monkeypatch
         thread.join()
     assert len({id(fn) for fn in seen}) == 1 and seen[0] is plan.match_why
     fired, missed, _ = plan.match_why({"shipping": {"country": "C3"}, "order_items": []}, {}, {}, None)
-    assert fired == [] and len(missed) == 40
+    assert fired == [] and all(plan.deciding(i, missed) is not None for i in range(40))
 
 
 class _Cycle:
