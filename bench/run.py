@@ -42,22 +42,26 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.workload import (  # noqa: E402
-    EquivalenceError, check_equivalence, make_dispatch, make_events, make_rule_specs, python_rules, rules_text,
+    EquivalenceError, check_equivalence, make_dispatch, make_events, make_plain, make_rule_specs, python_rules,
+    rules_text,
 )
 
-RULE_COUNTS = (10, 100, 1000)
 BUILD_COUNTS = (1000, 10000)
-TARGET_SPEEDUP = 2.0          # (a) at least 2x faster than (b) at 1000 rules
+TARGET_SPEEDUP = 3.0          # (a) at least 3x faster than (b) at 1000 rules
+TARGET_SPEEDUP_PLAIN = 1.3    # ... and at least 1.3x faster than (p)
+TARGET_TEXT_X = 2.0           # process() from JSON text at most 2x json.loads + the lambdas, at 1000 rules
+TARGET_VALIDATE_X = 1.5       # validating an order from text at most 1.5x json.loads of it
+TARGET_DECISION_X = 1.5       # a decision as a JSON line at most 1.5x json.dumps of the same data
 TARGET_BUILD_1K_S = 1.0       # parse+check+compile of 1,000 rules
 TARGET_BUILD_10K_S = 10.0     # ... of 10,000 rules
 TARGET_BUILD_10K_MB = 500.0   # ... peak RSS
 TARGET_EXPLAIN_PCT = 10.0     # the default deciding-clause record, as a share of process()
 
 FULL = {"match_events": 2000, "min_rep_s": 0.2, "repeat": 5, "run_events": 5000, "run_repeat": 3,
-        "explain_events": 1000,
+        "process_events": 1000, "rule_counts": (10, 100, 1000, 10000), "cli_counts": (10, 100, 1000, 10000),
         "build_repeat": {1000: 3, 10000: 2}}
 QUICK = {"match_events": 500, "min_rep_s": 0.04, "repeat": 3, "run_events": 1000, "run_repeat": 1,
-         "explain_events": 300,
+         "process_events": 300, "rule_counts": (10, 100, 1000), "cli_counts": (10, 1000),
          "build_repeat": {1000: 1}}
 
 
@@ -97,8 +101,22 @@ def _loops_for(loop, min_rep_s: float) -> int:
         loops = max(loops * 2, int(loops * min_rep_s / max(took, 1e-9) * 1.1) + 1)
 
 
-def measure_matching(engine, table, events, cfg) -> dict[str, Any]:
-    """(a) and (b) over the same pre-validated events, repetitions interleaved; best time wins."""
+def _interleaved(loops: dict[str, Any], cfg: dict[str, Any], per: int) -> dict[str, float]:
+    """Best µs per item of each loop, repetitions interleaved so drift hits every loop alike."""
+    counts = {}
+    for name, fn in loops.items():
+        fn(1)  # warm-up: lazily compiled code, caches
+        counts[name] = _loops_for(fn, cfg["min_rep_s"])
+    best: dict[str, list[float]] = {name: [] for name in loops}
+    for _ in range(cfg["repeat"]):
+        for name, fn in loops.items():
+            best[name].append(_timed(fn, counts[name]) / (counts[name] * per))
+    return {name: min(values) * 1e6 for name, values in best.items()}
+
+
+def measure_matching(engine, table, plain, events, cfg) -> dict[str, Any]:
+    """(a) ``Engine.match`` over pre-validated events, (p) the plain generated function per event
+    and (b) the hand-written lambdas, over the same events, repetitions interleaved; best time wins."""
     match = engine.match
     dispatch = make_dispatch(table)
 
@@ -107,39 +125,40 @@ def measure_matching(engine, table, events, cfg) -> dict[str, Any]:
             for event in events:
                 match(event, validated=True)
 
+    def loop_p(loops: int) -> None:
+        for _ in range(loops):
+            for event in events:
+                plain(event)
+
     def loop_b(loops: int) -> None:
         for _ in range(loops):
             for event in events:
                 dispatch(event)
 
-    loop_a(1), loop_b(1)  # warm-up (lazily compiled code, caches)
-    loops_a, loops_b = _loops_for(loop_a, cfg["min_rep_s"]), _loops_for(loop_b, cfg["min_rep_s"])
-    times_a, times_b = [], []
-    for _ in range(cfg["repeat"]):
-        times_a.append(_timed(loop_a, loops_a) / (loops_a * len(events)))
-        times_b.append(_timed(loop_b, loops_b) / (loops_b * len(events)))
-    a, b = min(times_a), min(times_b)
-    return {"a_us": a * 1e6, "b_us": b * 1e6, "a_events_s": 1 / a, "b_events_s": 1 / b, "speedup": b / a,
-            "a_reps_us": [t * 1e6 for t in times_a], "b_reps_us": [t * 1e6 for t in times_b],
-            "loops_a": loops_a, "loops_b": loops_b, "events": len(events)}
+    us = _interleaved({"a": loop_a, "p": loop_p, "b": loop_b}, cfg, len(events))
+    a, p, b = us["a"], us["p"], us["b"]
+    return {"a_us": a, "p_us": p, "b_us": b, "a_events_s": 1e6 / a, "speedup": b / a, "speedup_plain": p / a,
+            "events": len(events)}
 
 
-def measure_explain(engine, events, cfg) -> dict[str, Any]:
-    """What explanations cost.  ``Engine.process`` (dry run, decisions built, nothing printed) with
-    explain off, with the default deciding clause and with the full trace; and, matching only,
-    the event's plain ``match`` against ``match_why`` (match plus every deciding clause)."""
+def measure_process(engine, table, events, lines, cfg) -> dict[str, Any]:
+    """The event path.  ``Engine.process`` (dry run, decisions built, nothing printed) of pre-validated
+    events with explain off, with the default deciding clause and with the full trace; the event's
+    ``match`` vs ``match_why``; and the whole path from JSON text (parse, validate, process with
+    deciding clauses) against ``json.loads`` of the same text plus the hand-written lambdas."""
     process = engine.process
-    timings: dict[str, float] = {}
+    dispatch = make_dispatch(table)
+    parse = json_line_parser()
 
     def processing(level: str):
         def loop(loops: int) -> None:
             for _ in range(loops):
                 for event in events:
-                    process(event, dry_run=True, explain=level)
+                    process(event, dry_run=True, explain=level, validated=True)
         return loop
 
     def matching(kind: str):
-        plans = [(engine.ruleset.plan(e.name), e.order, {"name": e.name, **e.payload}, e.store) for e in events]
+        plans = [(engine.ruleset.plan(e.name), e.order, {"name": e.name, **e.payload}, e.store.view()) for e in events]
         plans = [p for p in plans if p[0] is not None]
 
         def loop(loops: int) -> None:
@@ -148,26 +167,50 @@ def measure_explain(engine, events, cfg) -> dict[str, Any]:
                     getattr(plan, kind)(order, event_ns, store, None)
         return loop
 
-    loops = {name: (fn, None) for name, fn in (
-        ("off", processing("off")), ("deciding", processing("deciding")), ("full", processing("full")),
-        ("match", matching("match")), ("match_why", matching("match_why")))}
-    for name, (fn, _) in loops.items():
-        fn(1)  # warm-up: lazily compiled functions
-        loops[name] = (fn, _loops_for(fn, cfg["min_rep_s"]))
-    best: dict[str, list[float]] = {name: [] for name in loops}
-    for _ in range(cfg["repeat"]):
-        for name, (fn, count) in loops.items():  # interleaved, so drift hits every level alike
-            best[name].append(_timed(fn, count) / (count * len(events)))
-    for name, values in best.items():
-        timings[name] = min(values) * 1e6
+    def from_text(loops: int) -> None:
+        for _ in range(loops):
+            for line in lines:
+                process(parse(line), dry_run=True)
+
+    def loads(loops: int) -> None:
+        for _ in range(loops):
+            for line in lines:
+                json.loads(line)
+
+    def lambdas(loops: int) -> None:
+        for _ in range(loops):
+            for event in events:
+                dispatch(event)
+
+    us = _interleaved({"off": processing("off"), "deciding": processing("deciding"), "full": processing("full"),
+                       "match": matching("match"), "match_why": matching("match_why"), "text": from_text,
+                       "loads": loads, "lambdas": lambdas}, cfg, len(events))
+    reference = us["loads"] + us["lambdas"]
     return {
-        "process_off_us": timings["off"], "process_deciding_us": timings["deciding"],
-        "process_full_us": timings["full"],
-        "deciding_cost_pct": (timings["deciding"] / timings["off"] - 1) * 100,
-        "full_cost_x": timings["full"] / timings["off"],
-        "match_us": timings["match"], "match_why_us": timings["match_why"],
-        "match_why_cost_pct": (timings["match_why"] / timings["match"] - 1) * 100,
+        "process_off_us": us["off"], "process_deciding_us": us["deciding"], "process_full_us": us["full"],
+        "deciding_cost_pct": (us["deciding"] / us["off"] - 1) * 100, "full_cost_x": us["full"] / us["off"],
+        "match_us": us["match"], "match_why_us": us["match_why"],
+        "match_why_cost_pct": (us["match_why"] / us["match"] - 1) * 100,
+        "process_text_us": us["text"], "json_loads_us": us["loads"], "lambdas_us": us["lambdas"],
+        "reference_us": reference, "text_vs_reference_x": us["text"] / reference,
     }
+
+
+def check_plain(engine, plain, events) -> None:
+    for event in events:
+        got, want = engine.match(event, validated=True), plain(event)
+        if got != want:
+            raise EquivalenceError(f"{event.name!r} order {event.order.get('id')}: ruledesk {got} != plain {want}")
+
+
+def json_line_parser():
+    """How ``ruledesk run`` parses an input line (exact decimals)."""
+    try:
+        from ruledesk.engine.model.order import load_json
+        return load_json
+    except ImportError:  # before the fast path existed
+        from decimal import Decimal
+        return lambda line: json.loads(line, parse_float=Decimal)
 
 
 # ---- (c): the CLI end to end -------------------------------------------------------------------
@@ -294,33 +337,40 @@ def report(results: dict[str, Any]) -> str:
         f"{env['cpus']} CPUs, {env['machine']}, ruledesk {env['ruledesk']} @ {env['commit']}",
         "",
         f"Matching: {results['config']['match_events']:,} pre-validated events over 10 event names, best of "
-        f"{results['config']['repeat']}; end to end: {results['config']['run_events']:,} events, best of "
+        f"{results['config']['repeat']}; (a) `Engine.match`, (p) a plain generated function per event, (b) "
+        f"hand-written lambdas; end to end: {results['config']['run_events']:,} events, best of "
         f"{results['config']['run_repeat']}.",
         "",
-        "| rules | rules/event | matches/event | (a) ruledesk µs/event | (a) events/s | (b) lambdas µs/event "
-        "| speed-up (b/a) | (c) run events/s | (c) start-up s | (c) events/s after start-up |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| rules | rules/event | matches/event | (a) ruledesk µs/event | (p) plain generated µs/event "
+        "| (b) lambdas µs/event | (p)/(a) | (b)/(a) | (c) run events/s | (c) start-up s | (c) events/s after start-up |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["matching"]:
         cli = row.get("cli") or {}
         lines.append(
             f"| {row['rules']:,} | {row['rules_per_event']:.1f} | {row['equivalence']['matches_per_event']:.2f} "
-            f"| {row['a_us']:.2f} | {row['a_events_s']:,.0f} | {row['b_us']:.2f} | {row['speedup']:.2f}x "
-            f"| {_fmt(cli.get('events_s'), 0)} | {_fmt(cli.get('startup_s'), 2)} "
+            f"| {row['a_us']:.2f} | {row['p_us']:.2f} | {row['b_us']:.2f} | {row['speedup_plain']:.2f}x "
+            f"| {row['speedup']:.2f}x | {_fmt(cli.get('events_s'), 0)} | {_fmt(cli.get('startup_s'), 2)} "
             f"| {_fmt(cli.get('events_s_after_startup'), 0)} |")
     if results.get("cli_error"):
         lines += ["", f"(c) not measured: {results['cli_error']}"]
-    lines += ["", "Explanations: `Engine.process` (dry run) per event with explain off, with the default deciding "
-              "clause, and with the full trace; matching only: the event's `match` vs `match_why`.", "",
-              "| rules | process µs, explain off | deciding | full | deciding cost | full cost | match µs "
-              "| match_why µs | deciding cost, matching only |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "The event path, µs per event: `Engine.process` (dry run, decisions built, nothing written) of "
+              "pre-validated events with explain off, the default deciding clause and the full trace; the event's "
+              "`match` vs `match_why`; and from JSON text (parse, validate, process with deciding clauses) against "
+              "`json.loads` of the same text plus the lambdas.", "",
+              "| rules | match | match_why | process, explain off | deciding | full | deciding cost "
+              "| from JSON text | json.loads | lambdas | text / (json.loads + lambdas) |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in results["matching"]:
         ex = row.get("explain")
         if ex:
-            lines.append(f"| {row['rules']:,} | {ex['process_off_us']:.1f} | {ex['process_deciding_us']:.1f} "
-                         f"| {ex['process_full_us']:.1f} | {ex['deciding_cost_pct']:+.1f}% | {ex['full_cost_x']:.1f}x "
-                         f"| {ex['match_us']:.2f} | {ex['match_why_us']:.2f} | {ex['match_why_cost_pct']:+.1f}% |")
+            lines.append(f"| {row['rules']:,} | {ex['match_us']:.2f} | {ex['match_why_us']:.2f} "
+                         f"| {ex['process_off_us']:.1f} | {ex['process_deciding_us']:.1f} | {ex['process_full_us']:.1f} "
+                         f"| {ex['deciding_cost_pct']:+.1f}% | {ex['process_text_us']:.1f} | {ex['json_loads_us']:.1f} "
+                         f"| {ex['lambdas_us']:.1f} | {ex['text_vs_reference_x']:.2f}x |")
+    for key in ("validation", "decisions"):
+        if results.get(key, {}).get("table"):
+            lines += ["", results[key]["table"]]
     lines += ["", "| rules | parse+check+compile s | peak RSS MB | RSS before build MB | then warm() s "
               "| build with warm() s | peak RSS with warm() MB |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for n in BUILD_COUNTS:
@@ -349,10 +399,18 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     speedup = row["speedup"] if row else None
     add(f"(a) >= {TARGET_SPEEDUP:g}x faster than (b) at 1000 rules", speedup, lambda v: v >= TARGET_SPEEDUP,
         f"{speedup:.2f}x" if speedup else "")
+    plain = row["speedup_plain"] if row else None
+    add(f"(a) >= {TARGET_SPEEDUP_PLAIN:g}x faster than (p) at 1000 rules", plain,
+        lambda v: v >= TARGET_SPEEDUP_PLAIN, f"{plain:.2f}x" if plain else "")
     explain = row.get("explain") if row else None
+    text = explain["text_vs_reference_x"] if explain else None
+    add(f"process() from JSON text <= {TARGET_TEXT_X:g}x (json.loads + lambdas) at 1000 rules", text,
+        lambda v: v <= TARGET_TEXT_X, f"{text:.2f}x" if text else "")
     cost = explain["deciding_cost_pct"] if explain else None
     add(f"deciding-clause record costs < {TARGET_EXPLAIN_PCT:g}% of process() at 1000 rules", cost,
         lambda v: v < TARGET_EXPLAIN_PCT, f"{cost:+.1f}%" if cost is not None else "")
+    for target in results.get("validation", {}).get("targets", []) + results.get("decisions", {}).get("targets", []):
+        add(target["name"], target["value"], lambda v, limit=target["limit"]: v <= limit, target["shown"])
     b1k, b10k = results["build"].get("1000"), results["build"].get("10000")
     add(f"parse+check+compile of 1,000 rules < {TARGET_BUILD_1K_S:g} s", b1k and b1k["seconds"],
         lambda v: v < TARGET_BUILD_1K_S, f"{b1k['seconds']:.2f} s" if b1k else "")
@@ -360,6 +418,14 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         lambda v: v < TARGET_BUILD_10K_S, f"{b10k['seconds']:.2f} s" if b10k else "")
     add(f"... and < {TARGET_BUILD_10K_MB:g} MB peak RSS", b10k and b10k["peak_rss_mb"],
         lambda v: v < TARGET_BUILD_10K_MB, f"{b10k['peak_rss_mb']:.0f} MB" if b10k else "")
+    for n, limit in ((1000, TARGET_BUILD_1K_S), (10000, TARGET_BUILD_10K_S)):
+        build = results["build"].get(str(n))
+        total = build and build["seconds"] + build["warm_seconds"]
+        add(f"build of {n:,} rules with warm() < {limit:g} s", total, lambda v, limit=limit: v < limit,
+            f"{total:.2f} s" if build else "")
+    warm_peak = b10k and b10k["warm_peak_rss_mb"]
+    add(f"... 10,000 rules with warm() < {TARGET_BUILD_10K_MB:g} MB peak RSS", warm_peak,
+        lambda v: v < TARGET_BUILD_10K_MB, f"{warm_peak:.0f} MB" if b10k else "")
     return targets
 
 
@@ -385,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     raw_events = make_events(max(cfg["match_events"], cfg["run_events"]), args.seed)
     validator = Engine.from_source("", "empty.rules")
     events = [validator.event(raw) for raw in raw_events[:cfg["match_events"]]]
+    lines = [json.dumps(raw, ensure_ascii=False) for raw in raw_events[:cfg["match_events"]]]
 
     with tempfile.TemporaryDirectory(prefix="ruledesk-bench-") as tmp:
         workdir = Path(tmp)
@@ -393,40 +460,44 @@ def main(argv: list[str] | None = None) -> int:
         empty.write_text("", encoding="utf-8")
         cli_ok = True
 
-        for n in RULE_COUNTS:
+        for n in cfg["rule_counts"]:
             specs = make_rule_specs(n, args.seed)
-            text, table = rules_text(specs), python_rules(specs)
+            text, table, plain = rules_text(specs), python_rules(specs), make_plain(specs)
             rules = workdir / f"bench-{n}.rules"
             rules.write_text(text, encoding="utf-8")
-            engine = Engine.from_source(text, str(rules))
+            log(f"{n} rules: building ...")
+            engine = Engine.from_source(text, str(rules), explain="full")  # traced: process() with every level
             try:
                 equivalence = check_equivalence(engine, table, events, sample=500)
+                check_plain(engine, plain, events[:500])
             except EquivalenceError as exc:
                 fail(f"{n} rules: {exc}")
-            log(f"{n} rules: (a) == (b) on {equivalence['events']} events "
-                f"({equivalence['matches_per_event']:.2f} matching rules per event); timing (a) and (b) ...")
+            log(f"  (a) == (p) == (b) on {equivalence['events']} events "
+                f"({equivalence['matches_per_event']:.2f} matching rules per event); timing matching ...")
             row: dict[str, Any] = {"rules": n, "equivalence": equivalence,
                                    "rules_per_event": sum(len(v) for v in table.values()) / 10}
-            row.update(measure_matching(engine, table, events, cfg))
-            log(f"  (a) {row['a_us']:.2f} µs/event, (b) {row['b_us']:.2f} µs/event, speed-up {row['speedup']:.2f}x")
-            traced = Engine.from_source(text, str(rules), explain="full")
-            row["explain"] = measure_explain(traced, events[:cfg["explain_events"]], cfg)
-            log(f"  explain: deciding +{row['explain']['deciding_cost_pct']:.1f}% of process(), "
-                f"full x{row['explain']['full_cost_x']:.1f}")
-            del traced
-            if cli_ok:
+            row.update(measure_matching(engine, table, plain, events, cfg))
+            log(f"  (a) {row['a_us']:.2f} µs/event, (p) {row['p_us']:.2f}, (b) {row['b_us']:.2f}: "
+                f"{row['speedup_plain']:.2f}x (p), {row['speedup']:.2f}x (b); timing process ...")
+            count = cfg["process_events"]
+            row["explain"] = measure_process(engine, table, events[:count], lines[:count], cfg)
+            log(f"  process: deciding +{row['explain']['deciding_cost_pct']:.1f}% of explain off, from JSON text "
+                f"{row['explain']['process_text_us']:.1f} µs = {row['explain']['text_vs_reference_x']:.2f}x "
+                f"(json.loads + lambdas)")
+            if cli_ok and n in cfg["cli_counts"]:
                 try:
                     row["cli_check"] = check_cli(engine, rules, raw_events, workdir)
                     log(f"  (c) `ruledesk run` fired == engine.match on {row['cli_check']['checked']} events; "
                         f"timing {cfg['run_events']:,} events ...")
-                    row["cli"] = measure_cli(rules, orders, empty, cfg["run_events"], cfg["run_repeat"])
+                    row["cli"] = measure_cli(rules, orders, empty, cfg["run_events"],
+                                             cfg["run_repeat"] if n < 10000 else 1)
                     log(f"  (c) {row['cli']['events_s']:,.0f} events/s, start-up {row['cli']['startup_s']:.2f} s")
                 except (RuntimeError, OSError) as exc:
                     cli_ok = False
                     results["cli_error"] = str(exc).splitlines()[0][:300]
                     log(f"  (c) not measured: {exc}")
             results["matching"].append(row)
-            del engine, table
+            del engine, table, plain
 
         for n in BUILD_COUNTS:
             repeat = cfg["build_repeat"].get(n)

@@ -20,6 +20,10 @@ class Event:
     payload: dict[str, Any] = field(default_factory=dict)
     store: Any = field(default_factory=dict)  # a store's name or settings; validated: StoreSettings
     id: str | None = None
+    # Set by ``Engine.event`` on the events it validated (it owns their payload and store): what
+    # rules see as ``event`` and ``store``, built once instead of at every ``Engine.match``.
+    _namespace: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    _store_view: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def namespace(self) -> dict[str, Any]:

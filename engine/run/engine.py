@@ -228,7 +228,10 @@ class Engine:
         payload = _validate_payload(spec, event.payload)
         event_id = event.id if event.id is not None else derived_event_id(spec.name, event.order, event.payload,
                                                                           store.name)
-        return Event(spec.name, order, payload, store, event_id)
+        validated = Event(spec.name, order, payload, store, event_id)
+        validated._namespace = {"name": spec.name, **payload}
+        validated._store_view = store.view()
+        return validated
 
     def store(self, given: StoreSettings | dict[str, Any] | str | None) -> StoreSettings:
         """The settings of the store an event names: a configured store by name (an unknown name is
@@ -256,25 +259,30 @@ class Engine:
     # ---- matching and processing ----------------------------------------------------------
     def match(self, data: Event | dict[str, Any], *, validated: bool = False) -> list[str]:
         """Names of the rules whose conditions hold for this event and order, without running anything."""
-        event = data if validated and isinstance(data, Event) else self.event(data)
+        event = data if validated and data.__class__ is Event else self.event(data)
         plan = self.ruleset.plans.get(event.name)
         if plan is None:
             return []
+        namespace, store = event._namespace, event._store_view
+        if namespace is None or store is None:  # an Event the caller built
+            namespace, store = event.namespace, event.store
+            store = store if isinstance(store, dict) else store.view()
+        hits = plan.match(event.order, namespace, store, self.clock() if plan.uses_now else None)
         names = plan.names
-        store = event.store if isinstance(event.store, dict) else event.store.view()
-        hits = plan.match(event.order, event.namespace, store, self.clock() if plan.uses_now else None)
         return [names[i] for i in hits]
 
     def process(self, data: Event | dict[str, Any], *, dry_run: bool | None = None,
-                explain: str | None = None) -> Result:
+                explain: str | None = None, validated: bool = False) -> Result:
         """Process one incoming event and every event it emits; the Result holds a decision per
         processed event, the orders as they end, the jobs recorded and the events emitted.
 
         ``explain`` ("off", "deciding", "full"; default: the engine's) says how much of the why
         each decision records: "deciding" (the default) keeps, for every rule that did not fire,
         the clause that decided it and the values it compared; "full" keeps every value every
-        condition computed (the ruleset must be built with ``trace=True``)."""
-        return self._cascade(self.event(data), None, dry_run, explain)
+        condition computed (the ruleset must be built with ``trace=True``).  ``validated=True``
+        takes an Event that ``Engine.event`` returned as it is (no second validation)."""
+        event = data if validated and data.__class__ is Event and data._store_view is not None else self.event(data)
+        return self._cascade(event, None, dry_run, explain)
 
     def press(self, label: str, data: dict[str, Any], *, store: StoreSettings | dict[str, Any] | str | None = None,
               dry_run: bool | None = None, explain: str | None = None, event_id: str | None = None) -> Result:
