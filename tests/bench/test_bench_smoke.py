@@ -106,3 +106,33 @@ def test_cli_fires_what_engine_match_says(small, tmp_path):
     rules.write_text(text, encoding="utf-8")
     result = run.check_cli(engine, rules, W.make_events(60, seed=3), tmp_path)
     assert result == {"checked": 60}
+
+
+def test_the_plain_generated_reference_agrees_and_the_check_catches_a_disagreement(small):
+    from bench import run
+
+    specs, _, _, engine, events = small
+    plain = W.make_plain(specs)
+    run.check_plain(engine, plain, events)
+    assert "def match_0(o):" in W.plain_source(specs) and "out.append(" in W.plain_source(specs)
+    broken = W.make_plain([dict(s, clauses=[("", "True")]) if i == 0 else s for i, s in enumerate(specs)])
+    with pytest.raises(W.EquivalenceError):
+        run.check_plain(engine, broken, [e for e in events if e.name in specs[0]["events"]])
+
+
+def test_the_measurements_run_on_a_tiny_workload(small):
+    """The timing functions themselves (no number is asserted but their shape and sign)."""
+    import json as _json
+
+    from bench import run
+
+    specs, text, table, _, events = small
+    traced = Engine.from_source(text, "bench.rules", explain="full")
+    cfg = {"min_rep_s": 0.001, "repeat": 1}
+    raw = W.make_events(20, seed=3)
+    validated = [traced.event(r) for r in raw]
+    matching = run.measure_matching(traced, table, W.make_plain(specs), validated, cfg)
+    assert matching["a_us"] > 0 and matching["p_us"] > 0 and matching["b_us"] > 0
+    process = run.measure_process(traced, table, validated, [_json.dumps(r) for r in raw], cfg)
+    assert process["process_text_us"] > process["json_loads_us"] > 0
+    assert process["text_vs_reference_x"] == process["process_text_us"] / (process["json_loads_us"] + process["lambdas_us"])
