@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import threading
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -418,8 +419,9 @@ class Engine:
                   emitted: list[tuple[str, Emitted]]) -> None:
         """Run the event's rules in order; each condition sees the order as the earlier rules left it.
 
-        While no action has changed the order, the shared ``match`` result stays valid; after a
-        change the remaining rules are evaluated one by one.  With explanations on, every rule
+        While no action has changed a field the conditions read, the shared ``match`` result stays
+        valid; after such a change the event is matched again (or, when few rules are left, they
+        are evaluated one by one) and the new result is used from the next rule on.  With explanations on, every rule
         that does not fire gets its deciding clause, computed against the very state it saw."""
         now = self.clock() if plan.uses_now else None
         order, store, explain = pending.order, pending.store_view, cascade.explain
@@ -489,7 +491,19 @@ class Engine:
                     log.append((_SKIPPED, rules, index, f"not evaluated: {rule.name!r} stopped processing"))
                 return
             if runner.changed and (runner.touched is None or plan.reads is None or runner.touched & plan.reads):
-                batch = False  # later conditions must see the order as this rule left it
+                # Later conditions must see the order as this rule left it: match again (the index
+                # makes that cheaper than many rules' own functions) or, for a few rules, test each.
+                if not batch or len(rules) - index <= _REMATCH_ABOVE:
+                    batch = False
+                elif explain == DECIDING:
+                    hits, missed, snapshot = plan.match_why(order, event_ns, store, now)
+                    position = bisect_left(hits, index)
+                else:
+                    hits = plan.match(order, event_ns, store, now)
+                    position = bisect_left(hits, index)
+
+
+_REMATCH_ABOVE = 8  # after a change, more rules left than this: match them again rather than one by one
 
 
 def derived_event_id(name: str, order: Any, payload: Any, store: str) -> str:

@@ -74,19 +74,26 @@ def _source(rules) -> str:
     return "\n".join(parts)
 
 
-def _engines(source: str) -> tuple[Engine, Engine]:
+def _engines(source: str, traced: bool = False) -> tuple[Engine, ...]:
+    """(indexed, unindexed) engines of one ruleset; with ``traced``, also a third built for full
+    explanations, which evaluates every rule on its own against the order as it is then: the
+    reference for the shared match result (and matching again after an action changed a field)."""
     events, actions = default_events(), default_actions()
     made = []
-    for index in (True, False):
-        ruleset = build_ruleset({"p.rules": source}, events, actions, index=index)
+    for index, trace in ((True, False), (False, False)) + (((True, True),) if traced else ()):
+        ruleset = build_ruleset({"p.rules": source}, events, actions, index=index, trace=trace)
         made.append(Engine(ruleset, events=events, actions=actions, clock=fixed_clock))
-    return made[0], made[1]
+    return tuple(made)
+
+
+def _outcomes(result) -> list:
+    return [[(o.rule.name, o.fired, o.clause, o.values, o.note) for o in d.outcomes] for d in result.decisions]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_RULES, st.lists(_ORDERS, min_size=1, max_size=4), st.sampled_from(("Order is Imported", "Folder is Changed")))
 def test_indexed_and_unindexed_matching_agree(rules, orders, event_name):
-    indexed, plain = _engines(_source(rules))
+    indexed, plain, traced = _engines(_source(rules), traced=True)
     for order in orders:
         event = {"event": event_name, "order": order, "id": "e1",
                  "payload": {"from_folder": "New", "to_folder": order["folder"]} if event_name != "Order is Imported" else {}}
@@ -96,6 +103,10 @@ def test_indexed_and_unindexed_matching_agree(rules, orders, event_name):
             want = plain.process(event, dry_run=True, explain=explain)
             assert [d.to_json(explain=True) for d in got.decisions] == [d.to_json(explain=True) for d in want.decisions]
             assert [d.explain() for d in got.decisions] == [d.explain() for d in want.decisions]
+        full = traced.process(event, dry_run=True, explain="full")
+        deciding = indexed.process(event, dry_run=True)
+        assert [d.to_json() for d in full.decisions] == [d.to_json() for d in deciding.decisions]
+        assert _outcomes(full) == _outcomes(deciding)
 
 
 def test_the_index_is_used_and_skips_rules():
