@@ -21,7 +21,7 @@ from ruledesk.engine.lang.templates import UserTemplate
 from ruledesk.engine.model.catalogue import ActionSpec, Catalogue, EventSpec
 from ruledesk.engine.model.context import ActionContext, ActionError, Emitted, Event, utcnow
 from ruledesk.engine.model.jobs import Job, job_key
-from ruledesk.engine.model.order import OrderError, bounded_value, dump_order, parse_order
+from ruledesk.engine.model.order import OrderError, bounded_value, parse_order
 from ruledesk.engine.model.settings import StoreSettings, store_settings
 from ruledesk.engine.run.decision import (_MISSED, _ONE, _SKIPPED, ActionRecord, Decision, EmittedEvent, OrderRef,
                                           Result)
@@ -51,7 +51,7 @@ class _Pending:
 class _Cascade:
     """The state of one incoming event's cascade: the result being built and the firing budget."""
 
-    __slots__ = ("result", "budget", "dry_run", "explain", "firing_limit_hit")
+    __slots__ = ("result", "budget", "dry_run", "explain", "firing_limit_hit", "sharing")
 
     def __init__(self, result: Result, budget: int, dry_run: bool, explain: str) -> None:
         self.result = result
@@ -59,6 +59,20 @@ class _Cascade:
         self.dry_run = dry_run
         self.explain = explain
         self.firing_limit_hit = False
+        # Decisions showing a live order (by the order's id()): frozen before an action changes it.
+        self.sharing: dict[int, list[Decision]] = {}
+
+    def share(self, decision: Decision, order: dict[str, Any]) -> None:
+        """Let ``decision`` show the live ``order`` until an action of a later event may change it."""
+        decision._share(order)
+        self.sharing.setdefault(id(order), []).append(decision)
+
+    def changing(self, order: dict[str, Any]) -> None:
+        """``order`` may be about to change: the decisions showing it keep it as it is (copy on write)."""
+        waiting = self.sharing.pop(id(order), None)
+        if waiting:
+            for decision in waiting:
+                decision._freeze()
 
 
 class _Runner:
@@ -116,6 +130,8 @@ class _Runner:
                             clock=self.engine.clock if self.now is None else (lambda: self.now))
         detail = None
         if spec.run is not None:
+            if self.cascade.sharing:
+                self.cascade.changing(self.order)  # earlier decisions on this order keep their state
             try:
                 detail = spec.run(ctx, model)
             except ActionError as exc:
@@ -403,7 +419,7 @@ class Engine:
         plan = ruleset.plan(pending.plan_key or pending.name)
         if plan is not None:
             self._evaluate(plan, pending, cascade, decision, emitted)
-        decision.order = dump_order(order)
+        cascade.share(decision, order)  # no copy: a later event's action copies it before changing it
         return decision, emitted
 
     def _evaluate(self, plan, pending: _Pending, cascade: _Cascade, decision: Decision,
