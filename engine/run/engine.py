@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from ruledesk.engine.lang.compiler import CompiledRule, button_key, schedule_key
@@ -503,9 +504,16 @@ class Engine:
 def derived_event_id(name: str, order: Any, payload: Any, store: str) -> str:
     """The id of an event that came without one: a hash of its content, so the same event processed
     twice gets the same id (and its jobs the same keys).  The daemon gives events ids at intake."""
-    text = json.dumps([name, store, order, payload], sort_keys=True, default=str, ensure_ascii=False,
-                      separators=(",", ":"))
-    return "evt-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    content = [name, store, order, payload]
+    try:  # the same text as the json path below (but for a float's spelling), in a fraction of the time
+        data = orjson.dumps(content, default=str, option=_ID_OPTIONS)
+    except TypeError:  # what orjson refuses: an int past 64 bits, a lone surrogate, a key that is not a str
+        data = json.dumps(content, sort_keys=True, default=str, ensure_ascii=False,
+                          separators=(",", ":")).encode("utf-8", "surrogatepass")
+    return "evt-" + hashlib.sha256(data).hexdigest()[:24]
+
+
+_ID_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def _validate_payload(spec: EventSpec, payload: dict[str, Any]) -> dict[str, Any]:

@@ -153,3 +153,29 @@ def test_what_orjson_refuses_falls_back_on_the_json_path() -> None:
         assert line == to_json(decision.to_json(), dumped=True)
         assert line.isascii() or "\ud800" not in line  # a lone surrogate is escaped, never written raw
         assert json.loads(line)["order"]["at"] == "2026-01-02 03:04:05"
+
+
+# ---- derived event ids -----------------------------------------------------------------------------
+
+
+def _json_id(name, order, payload, store) -> str:
+    """The json path derived_event_id took before orjson (and still takes for what orjson refuses)."""
+    import hashlib
+    text = json.dumps([name, store, order, payload], sort_keys=True, default=str, ensure_ascii=False,
+                      separators=(",", ":"))
+    return "evt-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+def test_derived_ids_are_the_json_ids_for_ordinary_content_and_deterministic_for_any() -> None:
+    from ruledesk.engine.run.engine import derived_event_id
+
+    ordinary = {"id": "1", "z": [1, "ü", None, True], "a": {"y": Decimal("12.50"), "b": "x\n"},
+                "at": _dt.datetime(2026, 1, 2, tzinfo=_dt.timezone.utc)}
+    assert derived_event_id("Order is Imported", ordinary, {"k": 1}, "s") == _json_id(
+        "Order is Imported", ordinary, {"k": 1}, "s")
+    for odd in (2 ** 70, "lone \ud800", {1: "int key"}):  # orjson refuses these: the json path decides
+        order = {"id": "1", "odd": odd}
+        assert derived_event_id("E", order, {}, "s") == _json_id("E", order, {}, "s")
+    assert derived_event_id("E", {"n": 1e-7}, {}, "s") == derived_event_id("E", {"n": 1e-7}, {}, "s")
+    assert derived_event_id("E", {"a": 1, "b": 2}, {}, "s") == derived_event_id("E", {"b": 2, "a": 1}, {}, "s")
+    assert derived_event_id("E", {"a": 1}, {}, "s") != derived_event_id("E", {"a": 2}, {}, "s")
