@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -128,7 +129,7 @@ class _Runner:
             record.status, record.error = "failed", f'action "{spec.name}" has no implementation'
             return
         ctx = ActionContext(self.order, self.event, self.pending.store_view, item=item,
-                            clock=self.engine.clock if self.now is None else (lambda: self.now))
+                            clock=self.engine.clock if self.now is None else self._now)
         detail = None
         if spec.run is not None:
             if self.cascade.sharing:
@@ -149,11 +150,12 @@ class _Runner:
                 self.touched = None
             elif self.touched is not None:
                 self.touched.update(spec.touches)
-        problem = self.engine._check_emitted(spec, ctx.emitted)
-        if problem is not None:
-            record.status, record.error = "failed", problem
-            return
-        self.emitted.extend(ctx.emitted)
+        if ctx.emitted:
+            problem = self.engine._check_emitted(spec, ctx.emitted)
+            if problem is not None:
+                record.status, record.error = "failed", problem
+                return
+            self.emitted.extend(ctx.emitted)
         if ctx.stopped:
             self.stopped = True  # the rule's other actions still run; the next rules do not
         if spec.job is not None:
@@ -163,6 +165,10 @@ class _Runner:
             record.job = job
             record.status = "dry-run" if self.cascade.dry_run else "scheduled"
             self.cascade.result.jobs.append(job)
+
+
+    def _now(self) -> _dt.datetime:
+        return self.now  # the moment the event's rules were evaluated at (a rule reading ``now``)
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -342,7 +348,7 @@ class Engine:
         if explain == FULL and not ruleset.traced:
             raise ValueError("a full explanation needs a ruleset built with trace=True "
                              "(Engine.from_paths(..., explain='full'))")
-        first_key = next((key for key, p in ruleset.plans.items() if p is plan), None)
+        first_key = None if plan is None else next((key for key, p in ruleset.plans.items() if p is plan), None)
         store: StoreSettings = event.store
         result = Result(event.id)
         result.orders[OrderRef(store.name, _order_id(event.order))] = event.order
@@ -517,6 +523,20 @@ _ID_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OP
 
 
 def _validate_payload(spec: EventSpec, payload: dict[str, Any]) -> dict[str, Any]:
+    if payload.__class__ is dict and not payload:  # most events carry nothing: validated once per model
+        empty = _EMPTY_PAYLOADS.get(spec.payload)
+        if empty is not None:
+            return copy.deepcopy(empty) if any(isinstance(v, (dict, list)) for v in empty.values()) else dict(empty)
+        empty = _validate_payload_model(spec, {})  # an EventError (required fields) is raised, never kept
+        _EMPTY_PAYLOADS[spec.payload] = copy.deepcopy(empty)
+        return empty
+    return _validate_payload_model(spec, payload)
+
+
+_EMPTY_PAYLOADS: dict[type[BaseModel], dict[str, Any]] = {}  # payload model -> what it makes of {}
+
+
+def _validate_payload_model(spec: EventSpec, payload: dict[str, Any]) -> dict[str, Any]:
     try:
         model: BaseModel = spec.payload.model_validate(payload)
     except ValidationError as exc:

@@ -179,3 +179,47 @@ def test_derived_ids_are_the_json_ids_for_ordinary_content_and_deterministic_for
     assert derived_event_id("E", {"n": 1e-7}, {}, "s") == derived_event_id("E", {"n": 1e-7}, {}, "s")
     assert derived_event_id("E", {"a": 1, "b": 2}, {}, "s") == derived_event_id("E", {"b": 2, "a": 1}, {}, "s")
     assert derived_event_id("E", {"a": 1}, {}, "s") != derived_event_id("E", {"a": 2}, {}, "s")
+
+
+# ---- payload validation ------------------------------------------------------------------------------
+
+
+def test_an_empty_payload_validated_once_per_model_gives_fresh_equal_payloads() -> None:
+    import pytest
+    from pydantic import BaseModel, Field
+
+    from ruledesk.engine.model.catalogue import EventSpec
+    from ruledesk.engine.run.engine import EventError, _validate_payload, _validate_payload_model
+
+    class Nested(BaseModel):
+        tags: list[str] = Field(default_factory=list)
+        meta: dict[str, str] = Field(default_factory=dict)
+        n: int | None = None
+
+    class Required(BaseModel):
+        note: str
+
+    spec = EventSpec("Nested Thing", Nested)
+    first, second = _validate_payload(spec, {}), _validate_payload(spec, {})
+    assert first == second == _validate_payload_model(spec, {}) == {"tags": [], "meta": {}, "n": None}
+    first["tags"].append("x")
+    first["meta"]["k"] = "v"
+    assert _validate_payload(spec, {}) == {"tags": [], "meta": {}, "n": None}  # nothing shared
+    assert second["tags"] == []
+    required = EventSpec("Needs Note", Required)
+    for _ in range(2):  # a refused empty payload is refused every time, with the same message
+        with pytest.raises(EventError, match='bad payload for "Needs Note": note: Field required'):
+            _validate_payload(required, {})
+    assert _validate_payload(spec, {"n": 3}) == {"tags": [], "meta": {}, "n": 3}
+
+
+def test_an_action_sees_the_moment_the_rules_were_evaluated_at() -> None:
+    from support import NOW
+
+    ticks = iter(NOW + _dt.timedelta(seconds=s) for s in range(100))
+    engine = engine_of('rule "A" { when "Order is Imported" if now() > date("2000-01-01") '
+                       'then "Set Order Metadata Timestamp"(field: "at") "Set Order Metadata Timestamp"(field: "again") }')
+    engine.clock = lambda: next(ticks)
+    [decision] = process(engine).decisions
+    assert decision.fired == ["A"]
+    assert decision.order["order_metadata"] == {"at": "2026-11-23 12:00:00", "again": "2026-11-23 12:00:00"}
