@@ -504,7 +504,8 @@ def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:
     cache[key] = value
 
 
-_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
+# datetimes to the hook; dataclasses too: json.dumps refuses them, so orjson must not write them either
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def to_json_text(value: Any) -> str:

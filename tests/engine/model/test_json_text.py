@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from dataclasses import dataclass
 from decimal import Decimal
 
 import orjson
@@ -62,7 +63,13 @@ def test_the_text_means_what_to_json_writes() -> None:
     assert "\n" not in text
 
 
-@pytest.mark.parametrize("value", [2 ** 64, Decimal(2 ** 70), "\ud800", {1: "x"}, {"d": _dt.date(2026, 1, 1)}, object()])
+@dataclass
+class _Point:
+    x: int
+
+
+@pytest.mark.parametrize("value", [2 ** 64, Decimal(2 ** 70), "\ud800", {1: "x"}, {"d": _dt.date(2026, 1, 1)}, object(),
+                                   _Point(1)])
 def test_what_orjson_refuses_raises_a_type_error(value) -> None:
     with pytest.raises(TypeError):
         to_json_text({"v": value})
