@@ -121,7 +121,8 @@ class _Runner:
                     record.params = {k: v.source if isinstance(v, UserTemplate) else v for k, v in params.items()}
                     return
         try:
-            model = spec.params.model_validate(params)
+            # what model_validate does, without its keyword handling (half the cost for a small model)
+            model = spec.params.__pydantic_validator__.validate_python(params)
         except ValidationError as exc:
             record.status, record.error = "failed", _validation_message(exc)
             return

@@ -223,3 +223,26 @@ def test_an_action_sees_the_moment_the_rules_were_evaluated_at() -> None:
     [decision] = process(engine).decisions
     assert decision.fired == ["A"]
     assert decision.order["order_metadata"] == {"at": "2026-11-23 12:00:00", "again": "2026-11-23 12:00:00"}
+
+
+def test_action_parameters_are_validated_as_model_validate_validates_them() -> None:
+    from pydantic import BaseModel, ValidationError
+
+    from ruledesk.engine.run.engine import _validation_message
+
+    class CountParams(BaseModel):
+        n: int
+
+    seen = []
+    actions = default_actions()
+    actions.register(ActionSpec("Count", CountParams, lambda ctx, params: seen.append(params)))
+    engine = Engine.from_source('rule "A" { when "Order is Imported" then "Count"(n: order.email_count) }',
+                                actions=actions, events=default_events(), clock=fixed_clock)
+    [good] = process(engine, {"id": "1", "email_count": "12"}).decisions
+    assert good.actions[0].status == "done" and seen == [CountParams(n=12)] and type(seen[0]) is CountParams
+    [bad] = process(engine, {"id": "1"}).decisions  # email_count: null
+    try:
+        CountParams.model_validate({"n": None})
+    except ValidationError as exc:
+        expected = _validation_message(exc)
+    assert (bad.actions[0].status, bad.actions[0].error) == ("failed", expected) and expected.startswith("n: ")
