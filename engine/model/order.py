@@ -485,7 +485,7 @@ def _dump_decimal_text(number: Decimal, text: str) -> int | float | str:
     so the shortest repr of the double is this decimal.  Anything else: ``_dump_decimal``."""
     if len(text) > 17 or "E" in text or not text[-1].isdigit():  # exponent, NaN, Infinity, long
         return _dump_decimal(number)
-    whole, dot, fraction = text.partition(".")
+    whole, _, fraction = text.partition(".")
     if not fraction.strip("0"):
         return int(whole)
     significant = (whole.lstrip("-") + fraction).lstrip("0").rstrip("0")

@@ -12,6 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -166,7 +167,6 @@ class _Runner:
             record.job = job
             record.status = "dry-run" if self.cascade.dry_run else "scheduled"
             self.cascade.result.jobs.append(job)
-
 
     def _now(self) -> _dt.datetime:
         return self.now  # the moment the event's rules were evaluated at (a rule reading ``now``)
@@ -527,14 +527,26 @@ def _validate_payload(spec: EventSpec, payload: dict[str, Any]) -> dict[str, Any
     if payload.__class__ is dict and not payload:  # most events carry nothing: validated once per model
         empty = _EMPTY_PAYLOADS.get(spec.payload)
         if empty is not None:
-            return copy.deepcopy(empty) if any(isinstance(v, (dict, list)) for v in empty.values()) else dict(empty)
+            return dict(empty) if all(type(v) in _IMMUTABLE for v in empty.values()) else copy.deepcopy(empty)
         empty = _validate_payload_model(spec, {})  # an EventError (required fields) is raised, never kept
-        _EMPTY_PAYLOADS[spec.payload] = copy.deepcopy(empty)
+        if _pure_defaults(spec.payload):
+            _EMPTY_PAYLOADS[spec.payload] = copy.deepcopy(empty)
         return empty
     return _validate_payload_model(spec, payload)
 
 
 _EMPTY_PAYLOADS: dict[type[BaseModel], dict[str, Any]] = {}  # payload model -> what it makes of {}
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), Decimal, _dt.datetime})
+
+
+def _pure_defaults(model: type[BaseModel]) -> bool:
+    """Whether the model makes the same of ``{}`` every time: no default factory (a timestamp, a
+    uuid), no validator or serializer of its own (which could do anything)."""
+    decorators = model.__pydantic_decorators__
+    return (all(f.default_factory is None for f in model.model_fields.values())
+            and not any((decorators.validators, decorators.field_validators, decorators.root_validators,
+                         decorators.field_serializers, decorators.model_serializers, decorators.model_validators,
+                         decorators.computed_fields)))
 
 
 def _validate_payload_model(spec: EventSpec, payload: dict[str, Any]) -> dict[str, Any]:

@@ -192,20 +192,30 @@ def test_an_empty_payload_validated_once_per_model_gives_fresh_equal_payloads() 
     from ruledesk.engine.run.engine import EventError, _validate_payload, _validate_payload_model
 
     class Nested(BaseModel):
-        tags: list[str] = Field(default_factory=list)
-        meta: dict[str, str] = Field(default_factory=dict)
+        tags: list[str] = []  # pydantic copies these defaults for every instance
+        meta: dict[str, str] = {}
         n: int | None = None
+
+    ticks = iter(range(1000))
+
+    class Stamped(BaseModel):  # a default factory: a fresh value every time, never kept
+        tick: int = Field(default_factory=lambda: next(ticks))
 
     class Required(BaseModel):
         note: str
 
+    from ruledesk.engine.run.engine import _EMPTY_PAYLOADS
+
+    stamped = EventSpec("Stamped Thing", Stamped)
+    assert [_validate_payload(stamped, {}) for _ in range(3)] == [{"tick": 0}, {"tick": 1}, {"tick": 2}]
+    assert Stamped not in _EMPTY_PAYLOADS
     spec = EventSpec("Nested Thing", Nested)
     first, second = _validate_payload(spec, {}), _validate_payload(spec, {})
     assert first == second == _validate_payload_model(spec, {}) == {"tags": [], "meta": {}, "n": None}
     first["tags"].append("x")
     first["meta"]["k"] = "v"
     assert _validate_payload(spec, {}) == {"tags": [], "meta": {}, "n": None}  # nothing shared
-    assert second["tags"] == []
+    assert second["tags"] == [] and Nested in _EMPTY_PAYLOADS
     required = EventSpec("Needs Note", Required)
     for _ in range(2):  # a refused empty payload is refused every time, with the same message
         with pytest.raises(EventError, match='bad payload for "Needs Note": note: Field required'):
