@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ruledesk.engine.model.order import dump_value, to_json
+from ruledesk.engine.model.order import dump_value
+from ruledesk.engine.run.decision import decision_line
 from ruledesk.engine.run.engine import Decision
 from ruledesk.engine.cli.options import DecisionFormat
 
@@ -37,8 +38,8 @@ def write_decisions(out: Console, decisions: list[Decision], output_format: Deci
 
 
 def json_lines(decisions: list[Decision], *, explain: bool) -> str:
-    """One JSON object per decision (LANGUAGE.md section 8), each on its own line."""
-    return "".join(to_json(d.to_json(explain=explain), dumped=True) + "\n" for d in decisions)
+    """One JSON object per decision (LANGUAGE.md section 8), each on its own line (``decision_line``)."""
+    return "".join(decision_line(d, explain) + "\n" for d in decisions)
 
 
 def explanation(decisions: list[Decision], full: bool) -> list[str]:

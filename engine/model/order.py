@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
+import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ruledesk.grammar.diagnostics import closest
@@ -443,6 +444,79 @@ def to_json(value: Any, *, dumped: bool = False) -> str:
     if not text.isascii() and _SURROGATE.search(text):  # a lone surrogate (from a payload, or \\ud800 in a rule)
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=True, allow_nan=False)  # escaped: valid UTF-8
     return text
+
+
+def _orjson_default(value: Any) -> Any:
+    """What orjson cannot write itself, as ``dump_value`` makes it JSON-able (Decimals, datetimes).
+
+    Orders repeat their values (prices, the same dates on every item), so the dumped forms are
+    kept: a Decimal's by its text (which gives back exactly that Decimal: sign, digits, exponent),
+    a datetime by the datetime (equal ones are the same moment, formatted alike in UTC)."""
+    kind = value.__class__
+    if kind is Decimal:
+        key = str(value)
+        dumped = _DUMPED_DECIMALS.get(key, _dumped_decimals_miss)
+        if dumped is _dumped_decimals_miss:
+            dumped = _dump_decimal_text(value, key)
+            _keep(_DUMPED_DECIMALS, key, dumped)
+        return dumped
+    if kind is _dt.datetime:
+        dumped = _DUMPED_DATETIMES.get(value)
+        if dumped is None:
+            tz = value.tzinfo
+            if (tz is None or tz is UTC) and value.year >= 1000:
+                dumped = value.isoformat(" ")[:19]  # what strftime(DATETIME_FORMAT) writes, faster
+            else:
+                dumped = format_datetime(value)
+            _keep(_DUMPED_DATETIMES, value, dumped)
+        return dumped
+    if isinstance(value, Decimal):
+        return _dump_decimal(value)
+    if isinstance(value, _dt.datetime):
+        return format_datetime(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _dump_decimal_text(number: Decimal, text: str) -> int | float | str:
+    """``_dump_decimal(number)`` given ``text = str(number)``, read off the text for the common case:
+    plain notation, at most 17 characters.  Whole: the int.  Otherwise, with at most 15 significant
+    digits, the float (``float(Decimal)`` is ``float(str(Decimal))``), whose repr is then exactly
+    this value: decimals of at most 15 digits (DBL_DIG) are told apart by the doubles nearest them,
+    so the shortest repr of the double is this decimal.  Anything else: ``_dump_decimal``."""
+    if len(text) > 17 or "E" in text or not text[-1].isdigit():  # exponent, NaN, Infinity, long
+        return _dump_decimal(number)
+    whole, _, fraction = text.partition(".")
+    if not fraction.strip("0"):
+        return int(whole)
+    significant = (whole.lstrip("-") + fraction).lstrip("0").rstrip("0")
+    return float(text) if len(significant) <= 15 else _dump_decimal(number)
+
+
+_DUMPED_DECIMALS: dict[str, Any] = {}
+_DUMPED_DATETIMES: dict[_dt.datetime, str] = {}
+_dumped_decimals_miss = object()
+_KEEP_AT_MOST = 4096  # entries per cache; a full cache starts afresh
+
+
+def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _KEEP_AT_MOST:
+        cache.clear()
+    cache[key] = value
+
+
+# datetimes to the hook; dataclasses too: json.dumps refuses them, so orjson must not write them either
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def to_json_text(value: Any) -> str:
+    """``to_json(value)`` written by orjson, without a Python walk of ``value``: Decimals and
+    datetimes are dumped as ``dump_value`` dumps them, as orjson meets them.  Raises TypeError
+    (orjson.JSONEncodeError) for what orjson refuses (an int past 64 bits, a lone surrogate, a key
+    that is not a str, nesting past 254 levels) -- the caller falls back on ``to_json``.  The text
+    differs from ``to_json``'s only where JSON allows (a float's spelling: ``1e-7`` for
+    ``1e-07``), and a float NaN or infinity (which runtime values never hold: they hold Decimals)
+    is written as null rather than refused."""
+    return orjson.dumps(value, default=_orjson_default, option=_ORJSON_OPTIONS).decode("utf-8")
 
 
 # --- setting one field ----------------------------------------------------------------------

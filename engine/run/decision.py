@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ruledesk.engine.model.jobs import Job
-from ruledesk.engine.model.order import dump_value
+from ruledesk.engine.model.order import dump_order, dump_value, to_json, to_json_text
 from ruledesk.engine.run.explain import RuleOutcome, explain_lines
 
 
@@ -20,14 +20,21 @@ class ActionRecord:
     detail: dict[str, Any] | None = None
     job: Job | None = None  # the job an external action recorded ("scheduled", or "dry-run": what would be done)
 
-    def to_json(self) -> dict[str, Any]:
-        data = {"rule": self.rule, "action": self.action, "params": dump_value(self.params),
+    def to_json(self, dumped: bool = True) -> dict[str, Any]:
+        """The record as JSON-able data; ``dumped=False`` leaves runtime values (Decimals, datetimes)
+        as they are, for ``to_json_text`` to write."""
+        dump = dump_value if dumped else _same
+        data = {"rule": self.rule, "action": self.action, "params": dump(self.params),
                 "status": self.status, "error": self.error}
         if self.detail:
-            data["detail"] = dump_value(self.detail)
+            data["detail"] = dump(self.detail)
         if self.job is not None:
-            data["job"] = dump_value(self.job.to_json())
+            data["job"] = dump(self.job.to_json())
         return data
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 @dataclass
@@ -40,6 +47,9 @@ class Decision:
     fired: list[str] = field(default_factory=list)
     actions: list[ActionRecord] = field(default_factory=list)
     emitted: list[str] = field(default_factory=list)
+    # The JSON-able order as this event's rules left it: a property (below).  The engine does not
+    # copy it: a decision shares the live order of its result until a later event of the cascade is
+    # about to change that order, and only then keeps a snapshot (``_share``, ``_freeze``).
     order: dict[str, Any] = field(default_factory=dict)
     depth: int = 0
     event_id: str | None = None
@@ -64,10 +74,35 @@ class Decision:
         """Readable lines: every rule of the event, fired or the clause that decided it did not."""
         return explain_lines(self.outcomes, self.sources, full)
 
+    def _share(self, order: dict[str, Any]) -> None:
+        """Show the live runtime ``order`` (the engine's; it calls ``_freeze`` before changing it again)."""
+        self._snapshot, self._live = None, order
+
+    def _freeze(self) -> None:
+        """Keep the order as it is now: the live one is about to change."""
+        if self._live is not None:
+            self._snapshot, self._live = dump_order(self._live), None
+
     def to_json(self, explain: bool = False) -> dict[str, Any]:
+        """The decision as JSON-able data (LANGUAGE.md section 8)."""
+        return self._data(explain, True)
+
+    def to_json_text(self, explain: bool = False) -> str:
+        """The decision as one line of compact JSON: what ``json.dumps(to_json())`` gives (in meaning;
+        a float may be spelled differently), written by orjson straight from the runtime values."""
+        try:
+            return to_json_text(self._data(explain, False))
+        except (TypeError, ValueError):  # what orjson refuses (an int past 64 bits, a lone surrogate, ...)
+            return to_json(self._data(explain, True), dumped=True)
+
+    def _data(self, explain: bool, dumped: bool) -> dict[str, Any]:
+        if dumped or self._live is None:
+            order = self.order
+        else:
+            order = self._live
         data: dict[str, Any] = {
             "event": self.event, "order_id": self.order_id, "ruleset": self.ruleset, "fired": list(self.fired),
-            "actions": [a.to_json() for a in self.actions], "emitted": list(self.emitted), "order": self.order,
+            "actions": [a.to_json(dumped) for a in self.actions], "emitted": list(self.emitted), "order": order,
             "depth": self.depth,
         }
         if self.event_id is not None:
@@ -83,6 +118,25 @@ class Decision:
         if explain:
             data["explain"] = [outcome.to_json(self.sources) for outcome in self.outcomes]
         return data
+
+
+def _get_order(self: Decision) -> dict[str, Any]:
+    live = self._live
+    return self._snapshot if live is None else dump_order(live)
+
+
+def _set_order(self: Decision, order: dict[str, Any]) -> None:
+    self._snapshot, self._live = order, None  # given JSON-able, as the field always was
+
+
+Decision.order = property(_get_order, _set_order, doc="The JSON-able order as this event's rules left it "
+                                                         "(``dump_order``): the live order's, or the snapshot kept "
+                                                         "before a later event changed it.")
+
+
+def decision_line(decision: Decision, explain: bool = False) -> str:
+    """One decision as a JSON line (no newline): ``Decision.to_json_text``."""
+    return decision.to_json_text(explain)
 
 
 class OrderRef(NamedTuple):
