@@ -196,6 +196,20 @@ def measure_process(engine, table, events, lines, cfg) -> dict[str, Any]:
     }
 
 
+def measure_decision_lines(quick: bool) -> dict[str, Any]:
+    """bench/decisions.py: a decision written as a JSON line against json.dumps of the same data."""
+    from bench.decisions import measure_decisions, table
+
+    raw = measure_decisions(quick)
+    cases = [key for key in raw if key == "workload" or key.startswith("order_")]
+    worst = max(max(raw[key]["ratio"], raw[key]["ratio_cold"]) for key in cases)
+    return {"raw": raw, "table": "A decision as a JSON line (`decision_line`) against `json.dumps` of the same "
+                                  "data, already JSON-able:\n\n" + table(raw).rsplit("\n\n", 1)[0],
+            "targets": [{"name": f"a decision as a JSON line <= {TARGET_DECISION_X:g}x json.dumps of the same data "
+                                 "(worst case, caches cold included)", "value": worst, "limit": TARGET_DECISION_X,
+                         "shown": f"{worst:.2f}x"}]}
+
+
 def check_plain(engine, plain, events) -> None:
     for event in events:
         got, want = engine.match(event, validated=True), plain(event)
@@ -508,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"build {n:,} rules in a fresh process (best of {repeat}) ...")
             results["build"][str(n)] = measure_build(path, repeat)
 
+    log("decisions as JSON lines ...")
+    results["decisions"] = measure_decision_lines(args.quick)
     results["targets"] = evaluate_targets(results)
     results["elapsed_s"] = time.perf_counter() - started
     print(report(results))
