@@ -170,7 +170,7 @@ def measure_process(engine, table, events, lines, cfg) -> dict[str, Any]:
     def from_text(loops: int) -> None:
         for _ in range(loops):
             for line in lines:
-                process(parse(line), dry_run=True)
+                process(parse(line), dry_run=True, explain="deciding")
 
     def loads(loops: int) -> None:
         for _ in range(loops):
