@@ -195,6 +195,7 @@ class Compiler:
         self._sink = Diagnostics()
         self._helper_count = 0
         self._let_fact_cache: dict[str, tuple[bool, frozenset[str] | None]] = {}
+        self._loop_conds: dict[tuple, tuple] = {}  # see ExprCompiler._loop_helper
         self._fact_cache: dict[int, tuple[ast.Node, tuple[bool, frozenset[str] | None, frozenset[str]]]] = {}
 
     # ---- constants --------------------------------------------------------------------
