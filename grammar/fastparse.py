@@ -22,9 +22,9 @@ from lark import Token
 
 from ruledesk.grammar import ast
 
-_TOKEN = re.compile(r"""
- (?P<WS>[ \t\f\r\n]+)
-|(?P<COMMENT>\#[^\r\n]*)
+# Each match is the blanks before a token, then the token (kinds as named groups).
+_TOKEN = re.compile(r"""[ \t\f\r\n]*(?:
+ (?P<COMMENT>\#[^\r\n]*)
 |(?P<STRING>"(?:[^"\\\n]|\\[^\n])*")
 |(?P<DURATION>[0-9]+[smhdw](?![A-Za-z0-9_.]))
 |(?P<BAD_NUMBER>[0-9]+\.[0-9]+[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?![smhdw](?![A-Za-z0-9_.]))[A-Za-z_][A-Za-z0-9_]*)
@@ -32,8 +32,9 @@ _TOKEN = re.compile(r"""
 |(?P<WORD>[A-Za-z_][A-Za-z0-9_]*)
 |(?P<COMP_OP>==|!=|<=|>=|<|>)
 |(?P<P>[-+*/%.,:=(){}\[\]])
+|(?P<END>\Z)
 |(?P<ERR>[\s\S])
-""", re.VERBOSE)
+)""", re.VERBOSE)
 
 # Punctuation -> Lark's terminal name (only the kept ones reach the builder).
 _PUNCT = {"+": "PLUS", "-": "MINUS", "*": "STAR", "/": "SLASH", "%": "PERCENT", "(": "LPAR", ")": "RPAR",
@@ -56,23 +57,26 @@ def tokenize(text: str) -> tuple[list[tuple[str, str, int, int, int]], list[ast.
     tokens = []
     comments = []
     append = tokens.append
-    line, line_start = 1, 0
+    count, rfind = text.count, text.rfind
+    line, line_start, previous = 1, 0, 0
     for m in _TOKEN.finditer(text):
         kind = m.lastgroup
-        if kind == "WS":
-            value = m.group()
-            breaks = value.count("\n")
+        start = m.start(kind)
+        if start > previous:  # blanks before the token
+            breaks = count("\n", previous, start)
             if breaks:
                 line += breaks
-                line_start = m.start() + value.rindex("\n") + 1
-            continue
-        start = m.start()
+                line_start = rfind("\n", previous, start) + 1
+        value = m.group(kind)
+        previous = start + len(value)
         if kind == "COMMENT":
-            comments.append(ast.Comment(line, start - line_start + 1, m.group()))
+            comments.append(ast.Comment(line, start - line_start + 1, value))
             continue
+        if kind == "END":
+            break
         if kind == "ERR":
             raise Bail
-        append((kind, m.group(), start, line, start - line_start + 1))
+        append((kind, value, start, line, start - line_start + 1))
     append(_END)
     return tokens, comments
 
