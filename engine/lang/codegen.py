@@ -31,6 +31,9 @@ class FunctionBuilder:
         self.temps = 0
         self.shared: dict[ast.Expr, str] = {}  # aggregate -> the local caching its result
         self.helpers: list[str] = []  # module-level functions this function calls (loops over lists)
+        # When set, loop helpers go here instead, each distinct one once: the text of its body ->
+        # (its name, its definition); the caller defines them (see compiler.SharedHelpers).
+        self.shared_helpers: dict[str, tuple[str, str]] | None = None
 
     def temp(self) -> str:
         self.temps += 1
@@ -443,7 +446,11 @@ class ExprCompiler:
             body += ["    found = 0", f"    for {name} in items:", f"        if {cond}: found += 1", "    return found"]
         else:
             body += [f"    for {name} in items:", f"        if {on_hit.format(cond=cond)}", f"    return {after}"]
-        self.fn.helpers.append("\n".join(body))
+        shared = self.fn.shared_helpers
+        if shared is None:
+            self.fn.helpers.append("\n".join(body))
+        else:
+            helper = shared.setdefault("\n".join(body[1:]), (helper, "\n".join(body)))[0]
         return f"{helper}({iterable}, order, event, store, now)"
 
     def _quantifier(self, e, scope, env):

@@ -39,6 +39,26 @@ def _compile(source: str, filename: str) -> Any:
         return compile(source, filename, "exec")
 
 
+class SharedHelpers:
+    """The loop helpers (``_loopN``) of the rules' ``why`` functions, each distinct one written once:
+    rules that test the same list the same way call one helper.  Defined in the rules' shared
+    namespace before the first ``why`` is (one compile for all, on first use like the rest)."""
+
+    def __init__(self, source: str = "") -> None:
+        self.source = source
+        self._defined = not source
+
+    def define(self, namespace: dict[str, Any]) -> None:
+        if self._defined:
+            return
+        code = _compile(self.source, "<loop helpers of the rules' why functions>")
+        with _DEFINE:
+            if not self._defined:
+                exec(code, namespace)  # noqa: S102 - generated code
+                self._defined = True
+
+
+
 @dataclass
 class ActionSlot:
     """One action call site of a rule: what ``act`` functions pass to ``Runner.call``."""
@@ -66,6 +86,7 @@ class CompiledRule:
         self._sources: dict[str, str] = {}
         self._functions: dict[str, Callable[..., Any]] = {}
         self._namespace: dict[str, Any] = {}
+        self._helpers = SharedHelpers()
 
     def __repr__(self) -> str:
         return f"<CompiledRule {self.name!r} at {self.loc}>"
@@ -73,6 +94,8 @@ class CompiledRule:
     def _function(self, kind: str) -> Callable[..., Any]:
         fn = self._functions.get(kind)
         if fn is None:
+            if kind == "why":
+                self._helpers.define(self._namespace)
             filename = f"{self.loc.file}:{self.loc.line} (rule {self.name!r})"
             code = _compile(self._sources[kind], filename)
             # Every rule's `why`/`act` is defined under the same name in the shared namespace (its
@@ -196,6 +219,7 @@ class Compiler:
         self._helper_count = 0
         self._let_fact_cache: dict[str, tuple[bool, frozenset[str] | None]] = {}
         self._loop_conds: dict[tuple, tuple] = {}  # see ExprCompiler._loop_helper
+        self._why_helpers: dict[str, tuple[str, str]] = {}  # see SharedHelpers and FunctionBuilder.shared_helpers
         self._fact_cache: dict[int, tuple[ast.Node, tuple[bool, frozenset[str] | None, frozenset[str]]]] = {}
 
     # ---- constants --------------------------------------------------------------------
@@ -251,8 +275,10 @@ class Compiler:
                                      uses_now=any(self._uses_now(r.rule) for r in rules),
                                      reads=self._order_reads(rules), names=tuple(r.rule.name for r in rules))
         namespace.update(self.consts)  # the constants the match functions added
+        helpers = SharedHelpers("".join(text + "\n" for _, text in self._why_helpers.values()))
         for cr in compiled:
             cr._namespace = namespace
+            cr._helpers = helpers
         return CompiledCode(compiled, plans)
 
     def _facts(self, node: ast.Node) -> tuple[bool, frozenset[str] | None, frozenset[str]]:
@@ -402,6 +428,7 @@ class Compiler:
 
     def _emit_why(self, checked: CheckedRule) -> None:
         fn = FunctionBuilder(hoist=True)
+        fn.shared_helpers = self._why_helpers
         clauses = self._clauses(checked, fn)
         self._head(fn, "why(order, event, store, now)", checked.rule.loc)
         for index, setup, test, values, loc in clauses:
