@@ -6,7 +6,9 @@ Prints one JSON object: ``rules`` (compiled), ``seconds`` (wall time of ``build_
 and catalogue set-up excluded), ``rss_before_mb`` (peak RSS after the imports, before the build) and
 ``peak_rss_mb`` (``ru_maxrss`` of this process after the build: interpreter, libraries, rule text,
 parse trees, AST, generated code and the compiled Ruleset), then ``warm_seconds`` and
-``warm_peak_rss_mb``: ``Ruleset.warm()`` afterwards (everything otherwise compiled on first use). Run it in a fresh process per
+``warm_peak_rss_mb``: ``Ruleset.warm()`` afterwards (everything otherwise compiled on first use);
+``cpu_seconds`` and ``warm_cpu_seconds`` are the same two steps in CPU time of this process, which
+a shared machine's load disturbs less than wall time. Run it in a fresh process per
 measurement so that nothing else lives in the heap.
 
 Start it through a small intermediate process (bench/run.py uses ``/bin/sh``): on Linux a child
@@ -47,16 +49,17 @@ def main(path: str) -> None:
         text = handle.read()
     events, actions = default_events(), default_actions()
     before = _maxrss_mb()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     ruleset = build_ruleset({path: text}, events, actions)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     peak = _maxrss_mb()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     ruleset.warm()
-    warm_seconds = time.perf_counter() - start
+    warm_seconds, warm_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     print(json.dumps({"rules": len(ruleset.rules), "seconds": seconds, "rss_before_mb": before,
                       "peak_rss_mb": peak, "vmhwm_mb": _vmhwm_mb(), "warm_seconds": warm_seconds,
-                      "warm_peak_rss_mb": _maxrss_mb()}))
+                      "warm_peak_rss_mb": _maxrss_mb(), "cpu_seconds": cpu_seconds,
+                      "warm_cpu_seconds": warm_cpu_seconds}))
 
 
 if __name__ == "__main__":

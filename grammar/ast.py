@@ -329,17 +329,22 @@ def child_fields(cls: type) -> tuple[str, ...]:
 def walk(node: object):
     """Every node below ``node`` (itself included), depth-first, in source order."""
     stack = [node]
-    pop, extend = stack.pop, stack.extend
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    kinds = (Node, Module)
     while stack:
         current = pop()
-        if current.__class__ is tuple or current.__class__ is list:
+        cls = current.__class__
+        if cls is tuple or cls is list:
             extend(reversed(current))
             continue
-        if not isinstance(current, (Node, Module)):
+        if not isinstance(current, kinds):
             continue
         yield current
-        children = [getattr(current, f) for f in child_fields(current.__class__)]
-        extend(reversed([c for c in children if isinstance(c, (Node, tuple, list))]))
+        fields = _CHILD_FIELDS.get(cls) or child_fields(cls)
+        for name in reversed(fields):
+            value = getattr(current, name)
+            if isinstance(value, (Node, tuple, list)):
+                push(value)
 
 
 def source_text(node: Node, sources: dict[str, str]) -> str:

@@ -13,6 +13,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from ruledesk.grammar import ast
 from ruledesk.grammar.diagnostics import Diagnostics
 
+from ruledesk.grammar.fastparse import Bail, FastParser
 from ruledesk.grammar.transformer import ASTBuilder
 
 _GRAMMAR = resources.files(__package__).joinpath("ruledesk.lark").read_text(encoding="utf-8")
@@ -56,6 +57,24 @@ def grammar_text() -> str:
 
 def parse(text: str, path: str = "<string>", diagnostics: Diagnostics | None = None) -> ast.Module:
     """Parse one rule file.  Problems go to ``diagnostics``; a syntax error yields an empty module."""
+    diagnostics = diagnostics if diagnostics is not None else Diagnostics()
+    lark, builder = _parser()
+    builder.path = path
+    # The fast parser first (see fastparse): its diagnostics count only when it takes the whole text.
+    builder.diagnostics = found = Diagnostics()
+    try:
+        items, comments = FastParser(builder).parse(text)
+    except (Bail, RecursionError):  # deep nesting too: Lark's parser keeps its stack in a list
+        pass
+    else:
+        for d in found.items:
+            diagnostics.add(d.loc, d.code, d.message, d.suggestion, d.severity, d.length)
+        return ast.Module(path, tuple(items), tuple(comments), text)
+    return parse_with_lark(text, path, diagnostics)
+
+
+def parse_with_lark(text: str, path: str = "<string>", diagnostics: Diagnostics | None = None) -> ast.Module:
+    """``parse`` by Lark alone: the language's definition and its syntax errors."""
     diagnostics = diagnostics if diagnostics is not None else Diagnostics()
     lark, builder = _parser()
     builder.path = path

@@ -55,9 +55,15 @@ class ASTBuilder(Transformer):
 
     def _span(self, first, last) -> ast.Loc:
         """From the start of ``first`` to the end of ``last`` (each a Token or a node)."""
-        a = self._tok(first) if isinstance(first, Token) else first.loc
-        b = self._tok(last) if isinstance(last, Token) else last.loc
-        return ast.Loc(self.path, a.line, a.col, b.end_line, b.end_col)
+        if isinstance(first, Token):
+            line, col = first.line, first.column
+        else:
+            line, col = first.loc.line, first.loc.col
+        if isinstance(last, Token):
+            end_line, end_col = last.end_line, last.end_column
+        else:
+            end_line, end_col = last.loc.end_line, last.loc.end_col
+        return ast.Loc(self.path, line, col, end_line, end_col)
 
     # -- top level
     def start(self, items):

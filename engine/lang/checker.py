@@ -27,15 +27,21 @@ def nesting(tree: ast.Node) -> int:
     """How deeply the nodes under ``tree`` nest (without recursion: the tree may be very deep)."""
     deepest = 0
     stack: list[tuple[object, int]] = [(tree, 0)]
+    pop, push = stack.pop, stack.append
+    node_class, child_fields = ast.Node, ast.child_fields
     while stack:
-        node, depth = stack.pop()
+        node, depth = pop()
         if isinstance(node, (tuple, list)):
-            stack.extend((child, depth) for child in node)
+            for child in node:
+                push((child, depth))
             continue
-        if not isinstance(node, ast.Node):
+        if not isinstance(node, node_class):
             continue
-        deepest = max(deepest, depth)
-        stack.extend((getattr(node, f), depth + 1) for f in ast.child_fields(type(node)))
+        if depth > deepest:
+            deepest = depth
+        depth += 1
+        for name in child_fields(node.__class__):
+            push((getattr(node, name), depth))
     return deepest
 
 

@@ -32,6 +32,9 @@ class FunctionBuilder:
         self.shared: dict[ast.Expr, str] = {}  # aggregate -> the local caching its result
         self.shared_code: dict[str, str] = {}  # that local -> the code that reads or computes it
         self.helpers: list[str] = []  # module-level functions this function calls (loops over lists)
+        # When set, loop helpers go here instead, each distinct one once: the text of its body ->
+        # (its name, its definition); the caller defines them (see compiler.SharedHelpers).
+        self.shared_helpers: dict[str, tuple[str, str]] | None = None
 
     def temp(self) -> str:
         self.temps += 1
@@ -426,18 +429,30 @@ class ExprCompiler:
         if not self.fn.hoist or self.trace is not None or set(env) - set(ROOTS):
             return None
         iterable = self.iterable(iterable_node, scope, env)
-        elem = self.typer.element_type(iterable_node, scope)
-        inner_scope = scope.bind(var, Binding("binder", elem))
         name = f"_v_{var}"
-        inner = ExprCompiler(self.c, self.typer, FunctionBuilder(hoist=False))
-        cond = inner.bool(cond_node, inner_scope, {**{r: r for r in ROOTS}, var: name})
+        # A rule's condition is compiled for its event's match, match_why and its own why: the loop's
+        # test (a pure function of these, compiled without hoisting) is made once.
+        key = (id(cond_node), id(iterable_node), id(scope), id(self.typer), var)
+        cached = self.c._loop_conds.get(key)
+        if cached is not None and cached[0] is cond_node and cached[1] is scope and cached[2] is self.typer:
+            cond = cached[3]
+        else:
+            elem = self.typer.element_type(iterable_node, scope)
+            inner_scope = scope.bind(var, Binding("binder", elem))
+            inner = ExprCompiler(self.c, self.typer, FunctionBuilder(hoist=False))
+            cond = inner.bool(cond_node, inner_scope, {**{r: r for r in ROOTS}, var: name})
+            self.c._loop_conds[key] = (cond_node, scope, self.typer, cond)
         helper = self.c.helper_name()
         body = [f"def {helper}(items, order, event, store, now):"]
         if count:
             body += ["    found = 0", f"    for {name} in items:", f"        if {cond}: found += 1", "    return found"]
         else:
             body += [f"    for {name} in items:", f"        if {on_hit.format(cond=cond)}", f"    return {after}"]
-        self.fn.helpers.append("\n".join(body))
+        shared = self.fn.shared_helpers
+        if shared is None:
+            self.fn.helpers.append("\n".join(body))
+        else:
+            helper = shared.setdefault("\n".join(body[1:]), (helper, "\n".join(body)))[0]
         return f"{helper}({iterable}, order, event, store, now)"
 
     def _quantifier(self, e, scope, env):

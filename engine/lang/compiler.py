@@ -40,6 +40,26 @@ def _compile(source: str, filename: str) -> Any:
         return compile(source, filename, "exec")
 
 
+class SharedHelpers:
+    """The loop helpers (``_loopN``) of the rules' ``why`` functions, each distinct one written once:
+    rules that test the same list the same way call one helper.  Defined in the rules' shared
+    namespace before the first ``why`` is (one compile for all, on first use like the rest)."""
+
+    def __init__(self, source: str = "") -> None:
+        self.source = source
+        self._defined = not source
+
+    def define(self, namespace: dict[str, Any]) -> None:
+        if self._defined:
+            return
+        code = _compile(self.source, "<loop helpers of the rules' why functions>")
+        with _DEFINE:
+            if not self._defined:
+                exec(code, namespace)  # noqa: S102 - generated code
+                self._defined = True
+
+
+
 @dataclass
 class ActionSlot:
     """One action call site of a rule: what ``act`` functions pass to ``Runner.call``."""
@@ -67,6 +87,7 @@ class CompiledRule:
         self._sources: dict[str, str] = {}
         self._functions: dict[str, Callable[..., Any]] = {}
         self._namespace: dict[str, Any] = {}
+        self._helpers = SharedHelpers()
 
     def __repr__(self) -> str:
         return f"<CompiledRule {self.name!r} at {self.loc}>"
@@ -74,6 +95,8 @@ class CompiledRule:
     def _function(self, kind: str) -> Callable[..., Any]:
         fn = self._functions.get(kind)
         if fn is None:
+            if kind == "why":
+                self._helpers.define(self._namespace)
             filename = f"{self.loc.file}:{self.loc.line} (rule {self.name!r})"
             code = _compile(self._sources[kind], filename)
             # Every rule's `why`/`act` is defined under the same name in the shared namespace (its
@@ -217,6 +240,9 @@ class Compiler:
         self._sink = Diagnostics()
         self._helper_count = 0
         self._let_fact_cache: dict[str, tuple[bool, frozenset[str] | None]] = {}
+        self._loop_conds: dict[tuple, tuple] = {}  # see ExprCompiler._loop_helper
+        self._why_helpers: dict[str, tuple[str, str]] = {}  # see SharedHelpers and FunctionBuilder.shared_helpers
+        self._fact_cache: dict[int, tuple[ast.Node, tuple[bool, frozenset[str] | None, frozenset[str]]]] = {}
 
     # ---- constants --------------------------------------------------------------------
     def const(self, value: Any) -> str:
@@ -272,36 +298,61 @@ class Compiler:
                                      uses_now=any(self._uses_now(r.rule) for r in rules),
                                      reads=self._order_reads(rules), names=tuple(r.rule.name for r in rules))
         namespace.update(self.consts)  # the constants the match functions added
+        helpers = SharedHelpers("".join(text + "\n" for _, text in self._why_helpers.values()))
         for cr in compiled:
             cr._namespace = namespace
+            cr._helpers = helpers
         return CompiledCode(compiled, plans)
 
     def _facts(self, node: ast.Node) -> tuple[bool, frozenset[str] | None, frozenset[str]]:
         """One walk over a tree: (calls now() itself, the order fields it reads or None when the whole
-        order is passed along, the lets it uses)."""
+        order is passed along, the lets it uses).  Remembered per node: a rule's facts are those of
+        its parts, so its condition (which the event's plan asks about again) is walked once."""
+        cached = self._fact_cache.get(id(node))
+        if cached is not None and cached[0] is node:
+            return cached[1]
+        if isinstance(node, ast.Rule):
+            facts = self._combined_facts([node.trigger, node.condition, *node.actions])
+        else:
+            facts = self._walk_facts(node)
+        self._fact_cache[id(node)] = (node, facts)
+        return facts
+
+    def _combined_facts(self, parts: list) -> tuple[bool, frozenset[str] | None, frozenset[str]]:
+        uses_now, fields, lets = False, frozenset(), frozenset()
+        for part in parts:
+            if part is None:
+                continue
+            part_now, part_fields, part_lets = self._facts(part)
+            uses_now = uses_now or part_now
+            fields = None if fields is None or part_fields is None else fields | part_fields
+            lets = lets | part_lets
+        return uses_now, fields, lets
+
+    def _walk_facts(self, node: ast.Node) -> tuple[bool, frozenset[str] | None, frozenset[str]]:
         uses_now, fields, lets = False, set(), set()
-        objects = set()
-        nodes = list(ast.walk(node))
-        for sub in nodes:
-            if isinstance(sub, (ast.Attr, ast.Index)) and isinstance(sub.obj, ast.Name):
-                objects.add(id(sub.obj))
+        objects = set()  # ids of the names read through: order.x, order["x"]
         whole = False
-        for sub in nodes:
-            if isinstance(sub, ast.Call):
+        known_lets = self.checked.lets
+        for sub in ast.walk(node):  # depth-first, a node before its children
+            cls = sub.__class__
+            if cls is ast.Call:
                 uses_now = uses_now or sub.func == "now"
-                if sub.func in self.checked.lets:
+                if sub.func in known_lets:
                     lets.add(sub.func)
-            elif isinstance(sub, ast.Name):
-                if sub.id in self.checked.lets:
+            elif cls is ast.Name:
+                if sub.id in known_lets:
                     lets.add(sub.id)
                 elif sub.id == "order" and id(sub) not in objects:
                     whole = True
-            elif isinstance(sub, (ast.Attr, ast.Index)) and isinstance(sub.obj, ast.Name) and sub.obj.id == "order":
-                key = sub.name if isinstance(sub, ast.Attr) else getattr(sub.key, "value", None)
-                if isinstance(key, str):
-                    fields.add(key)
-                else:
-                    whole = True
+            elif (cls is ast.Attr or cls is ast.Index) and sub.obj.__class__ is ast.Name:
+                objects.add(id(sub.obj))
+                if sub.obj.id == "order":
+                    key = sub.name if cls is ast.Attr else getattr(sub.key, "value", None)
+                    if isinstance(key, str):
+                        fields.add(key)
+                    else:
+                        whole = True
         return uses_now, None if whole else frozenset(fields), frozenset(lets)
 
     def _let_facts(self, name: str) -> tuple[bool, frozenset[str] | None]:
@@ -394,6 +445,7 @@ class Compiler:
 
     def _emit_why(self, checked: CheckedRule) -> None:
         fn = FunctionBuilder(hoist=True)
+        fn.shared_helpers = self._why_helpers
         clauses = self._clauses(checked, fn)
         self._head(fn, "why(order, event, store, now)", checked.rule.loc)
         for index, setup, test, values, loc in clauses:

@@ -128,3 +128,24 @@ def test_rules_testing_literals_compile_without_python_warnings() -> None:
         engine = Engine.from_source(text).ruleset.warm()
     assert [str(w.message) for w in caught] == []
     assert Engine(engine).process({"id": "1"}, dry_run=True).decisions[0].fired == ["Literals"]
+
+
+def test_rules_that_loop_over_a_list_the_same_way_share_one_helper_defined_on_first_use(monkeypatch):
+    text = '''
+rule "a" { when "Order is Imported" if any item in order.order_items where item.quantity > 2 then "Tag Order"(name: "a") }
+rule "b" disabled { when "Order is Imported"
+    if order.shipping.country == "CA" and any item in order.order_items where item.quantity > 2
+    then "Tag Order"(name: "b") }
+rule "c" { when "Order is Imported" if any item in order.order_items where item.quantity > 5 then "Tag Order"(name: "c") }
+'''
+    ruleset = build_ruleset({"r.rules": text}, default_events(), default_actions())
+    a, b, c = (ruleset.rule(name) for name in "abc")
+    assert "def " not in a.source("why").replace("def why(", "")  # the helpers are shared, not repeated
+    assert a._helpers is b._helpers and a._helpers.source.count("def _loop") == 2
+    calls = []
+    monkeypatch.setattr(compiler, "compile", lambda *args: calls.append(args[1]) or compile(*args), raising=False)
+    few, many = {"order_items": [{"quantity": 3}]}, {"order_items": [{"quantity": 9}], "shipping": {"country": "CA"}}
+    assert b.why(many, {}, {}, None) is None  # a disabled rule (in no event's plan) too
+    assert calls[0] == "<loop helpers of the rules' why functions>" and len(calls) == 2
+    assert a.why(few, {}, {}, None) is None and c.why(few, {}, {}, None) == (0,)
+    assert c.why(many, {}, {}, None) is None and len(calls) == 4  # the helpers were compiled once
