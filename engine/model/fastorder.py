@@ -1,0 +1,460 @@
+"""Fast order validation: exactly the results of the pydantic path of ``order.py``, at a fraction of the cost.
+
+``order.py`` validates an order with pydantic (``Order.model_validate(raw).model_dump()`` then the
+``_normalise`` walk).  That path is the reference: it defines the runtime representation and every
+error message.  ``order_parser`` puts a fast path in front of it:
+
+* per model, a function generated from the model's ``model_fields`` (so a new field cannot be
+  forgotten: a field of a kind ``_kind`` does not know stops the import) that handles the common
+  shapes of Order Desk JSON -- text as ``str`` or ``None`` (or a small ``int``), money and counts
+  as numeric strings, ints or floats, dates as strings, ``[]``/``None`` for empty maps and lists,
+  free-form maps and extra fields -- with the model's own coercion functions (``_to_decimal``,
+  ``_to_int``, ``_to_datetime``; a few shortcuts give exactly what they give);
+* on anything else (a wrong type, a value a coercion refuses, a number, a nesting level or a text
+  past the bounds of "Hostile input") it gives up and the pydantic path runs, which produces the
+  result or the located ``OrderError`` it always did.  The messages are the same by construction;
+  the results are the same by a property test (tests/engine/model/test_fastorder.py).
+
+JSON text is decoded by msgspec with ``float_hook=Decimal``: a JSON float is the exact ``Decimal``
+of its literal (``12.50`` stays ``Decimal('12.50')``), as ``json.loads(text, parse_float=Decimal)``
+gives; whatever msgspec refuses (invalid JSON, ``NaN``, lone surrogates, deep nesting, ints past
+Python's digit limit) ``json.loads`` decides, so results and exceptions are json's.  msgspec
+refuses every lone surrogate, so what it decoded needs no surrogate check ("clean" text).
+
+This module imports nothing of the order model: ``order.py`` calls ``order_parser`` with its models
+and coercions (no import cycle).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Union, get_args, get_origin
+
+import msgspec
+from pydantic import BaseModel, BeforeValidator
+
+_decode = msgspec.json.Decoder(float_hook=Decimal).decode
+
+
+def load_json(text: str | bytes) -> Any:
+    """``json.loads(text, parse_float=Decimal)``, fast: the same value (exact Decimals for JSON
+    floats, objects in input order, the last of duplicate keys) or the same exception."""
+    try:
+        return _decode(text)
+    except Exception:  # invalid JSON, NaN/Infinity, lone surrogates, deep nesting: json decides
+        return json.loads(text, parse_float=Decimal)
+
+
+@dataclass(frozen=True)
+class Coercions:
+    """What the order model validates with; the fast path calls exactly these and keeps these bounds."""
+
+    to_decimal: Callable[[Any], Decimal | None]
+    to_int: Callable[[Any], int | None]
+    to_datetime: Callable[[Any], _dt.datetime | None]
+    empty_map: Callable[[Any], Any]
+    empty_list: Callable[[Any], Any]
+    folder: Callable[[Any], Any]
+    surrogate: Callable[[str], Any]  # finds a lone surrogate in a str (a regex's search)
+    max_digits: int
+    max_exponent: int
+    max_count_digits: int
+    max_depth: int
+    max_int_bits: int
+
+
+@dataclass(frozen=True)
+class OrderParser:
+    """``parse(raw)`` from a dict, ``parse_json(text)`` from JSON text; ``fast(raw, clean)`` the fast
+    path alone (``_Fallback`` where the reference decides); ``sources`` the generated code."""
+
+    parse: Callable[[Any], dict[str, Any]]
+    parse_json: Callable[[str | bytes], dict[str, Any]]
+    fast: Callable[[dict[str, Any], bool], dict[str, Any]]
+    sources: dict[str, str]
+
+
+class _Fallback(Exception):
+    """Not a shape the fast path handles: the reference path decides."""
+
+
+_SMALL_INT_BITS = 63  # pydantic writes a small int in a text field as str(int) (coerce_numbers_to_str)
+
+
+def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any], dict[str, Any]],
+                 error: type[Exception]) -> OrderParser:
+    """The fast parser of ``model``: the generated fast path, ``reference`` (raising ``error``) for the rest."""
+    fallback = _Fallback()
+    surrogate = c.surrogate
+    to_decimal, max_depth, max_int_bits = c.to_decimal, c.max_depth, c.max_int_bits
+    scalars = frozenset((str, int, float, Decimal))
+
+    def coerced(coerce, value: Any) -> Any:
+        """``coerce(value)`` (a model coercion) for a JSON scalar; anything else or a refusal falls back."""
+        if value.__class__ not in scalars:
+            raise fallback
+        try:
+            return coerce(value)
+        except ValueError:
+            raise fallback from None
+
+    def text(value: Any) -> str:
+        """A text field's value that is not a clean ``str``: a small int as pydantic writes it;
+        anything else (a float, a bool, text with a lone surrogate) falls back."""
+        if value.__class__ is int and value.bit_length() <= _SMALL_INT_BITS:
+            return str(value)
+        raise fallback
+
+    def key_ok(key: Any, clean: bool) -> None:
+        if key.__class__ is not str or not clean and not key.isascii() and surrogate(key):
+            raise fallback
+
+    def value_of(value: Any, depth: int, clean: bool) -> Any:
+        """A free-form JSON value (a map's entry, an extra field) as ``_normalise`` leaves it, copied."""
+        kind = value.__class__
+        if kind is str:
+            if not clean and not value.isascii() and surrogate(value):
+                raise fallback
+            return value
+        if kind is dict:
+            return map_of(value, depth, clean)
+        if kind is list:
+            if depth >= max_depth:
+                raise fallback
+            return [value_of(item, depth + 1, clean) for item in value]
+        if kind is int:
+            if value.bit_length() > max_int_bits:
+                raise fallback
+            return value
+        if kind is Decimal or kind is float:
+            return coerced(to_decimal, value)
+        if value is None or kind is bool:
+            return value
+        raise fallback  # a tuple, a datetime, a subclass...: whatever pydantic's dump makes of it
+
+    def map_of(value: dict[str, Any], depth: int, clean: bool) -> dict[str, Any]:
+        if depth >= max_depth:
+            raise fallback
+        copy = {}
+        for key, item in value.items():
+            key_ok(key, clean)
+            if item.__class__ is str and (clean or item.isascii() or not surrogate(item)):
+                copy[key] = item
+            else:
+                copy[key] = value_of(item, depth + 1, clean)
+        return copy
+
+    def free_map(value: Any, depth: int, clean: bool) -> dict[str, Any]:
+        """A ``dict[str, Any]`` field (``metadata``): ``[]``/None is empty, an object is copied."""
+        if value.__class__ is dict:
+            return map_of(value, depth, clean) if value else {}
+        if value is None or (value.__class__ is list and not value):
+            return {}
+        raise fallback
+
+    def text_map(value: Any, depth: int, clean: bool) -> dict[str, str]:
+        """A ``dict[str, str]`` field (``variation_list``): text values only, else the reference."""
+        if value.__class__ is dict:
+            for key, item in value.items():
+                key_ok(key, clean)
+                if item.__class__ is not str or not clean and not item.isascii() and surrogate(item):
+                    raise fallback
+            return dict(value)
+        if value is None or (value.__class__ is list and not value):
+            return {}
+        raise fallback
+
+    def map_list(value: Any, depth: int, clean: bool) -> list[dict[str, Any]]:
+        """A ``list[dict[str, Any]]`` field (``discount_list``)."""
+        if value.__class__ is list:
+            if depth >= max_depth:
+                raise fallback
+            out = []
+            for item in value:
+                if item.__class__ is not dict:
+                    raise fallback
+                out.append(map_of(item, depth + 1, clean))
+            return out
+        if value is None:
+            return []
+        raise fallback
+
+    # What msgspec decoded is the parser's own (nobody else holds it) and clean: its keys are str
+    # without lone surrogates, its floats Decimals.  Its maps and lists are checked and kept, not copied.
+
+    def checked_value(value: Any, depth: int) -> Any:
+        """A clean free-form value, within the bounds (the same object), or _Fallback."""
+        kind = value.__class__
+        if kind is str or value is None or kind is bool:
+            return value
+        if kind is dict:
+            return checked_map(value, depth)
+        if kind is list:
+            if depth >= max_depth:
+                raise fallback
+            for item in value:
+                if item.__class__ is not str:
+                    checked_value(item, depth + 1)
+            return value
+        if kind is int:
+            if value.bit_length() > max_int_bits:
+                raise fallback
+            return value
+        if kind is Decimal:
+            return coerced(to_decimal, value)  # the same Decimal, if within the bounds
+        raise fallback
+
+    def checked_map(value: dict[str, Any], depth: int) -> dict[str, Any]:
+        if depth >= max_depth:
+            raise fallback
+        for item in value.values():
+            if item.__class__ is not str:
+                checked_value(item, depth + 1)
+        return value
+
+    def clean_free_map(value: Any, depth: int, clean: bool) -> dict[str, Any]:
+        if value.__class__ is dict:
+            return checked_map(value, depth)
+        if value is None or (value.__class__ is list and not value):
+            return {}
+        raise fallback
+
+    def clean_text_map(value: Any, depth: int, clean: bool) -> dict[str, str]:
+        if value.__class__ is dict:
+            for item in value.values():
+                if item.__class__ is not str:
+                    raise fallback
+            return value
+        if value is None or (value.__class__ is list and not value):
+            return {}
+        raise fallback
+
+    def clean_map_list(value: Any, depth: int, clean: bool) -> list[dict[str, Any]]:
+        if value.__class__ is list:
+            if depth >= max_depth:
+                raise fallback
+            for item in value:
+                if item.__class__ is not dict:
+                    raise fallback
+                checked_map(item, depth + 1)
+            return value
+        if value is None:
+            return []
+        raise fallback
+
+    def clean_extras(raw: dict[str, Any], out: dict[str, Any], declared: frozenset[str], depth: int,
+                     clean: bool) -> None:
+        for key, value in raw.items():
+            if key not in declared:
+                out[key] = checked_value(value, depth + 1)
+
+    def extras(raw: dict[str, Any], out: dict[str, Any], declared: frozenset[str], depth: int, clean: bool) -> None:
+        for key, value in raw.items():
+            if key not in declared:
+                key_ok(key, clean)
+                out[key] = value_of(value, depth + 1, clean)
+
+    namespace = {
+        "_FALLBACK": fallback, "_MISSING": object(), "_Decimal": Decimal, "_InvalidOperation": InvalidOperation,
+        "_surrogate": surrogate, "_coerced": coerced, "_to_decimal": c.to_decimal, "_to_int": c.to_int,
+        "_to_datetime": c.to_datetime, "_text": text, "_free_map": free_map, "_text_map": text_map,
+        "_map_list": map_list, "_extras": extras,
+    }
+    checked, checked_source = _generate(model, c, namespace, clean=False)
+    fast_clean, clean_source = _generate(model, c, dict(namespace, _free_map=clean_free_map, _text_map=clean_text_map,
+                                                        _map_list=clean_map_list, _extras=clean_extras), clean=True)
+
+    def parse(raw: Any) -> dict[str, Any]:
+        """Validate ``raw`` (a dict) into the runtime representation; ``error`` if it does not fit.
+        Never changes ``raw``."""
+        if raw.__class__ is dict:
+            try:
+                return checked(raw, 0, {})
+            except Exception:  # _Fallback, or any surprise: the reference decides (result or message)
+                pass
+        return reference(raw)
+
+    def parse_json(text: str | bytes) -> dict[str, Any]:
+        """Validate JSON text (JSON floats exact, as ``load_json``); ``error`` if it is not JSON or does not fit."""
+        try:
+            raw = _decode(text)
+        except Exception:
+            try:
+                raw = json.loads(text, parse_float=Decimal)
+            except json.JSONDecodeError as exc:
+                raise error(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+            except RecursionError:
+                raise error("invalid JSON: nested too deeply") from None
+            except ValueError as exc:  # an int past Python's digit limit; bytes that are not UTF-8/16/32
+                raise error(f"invalid JSON: {exc}") from None
+            return parse(raw)
+        if raw.__class__ is dict:
+            try:
+                return fast_clean(raw, 0, {})  # msgspec decoded it: no lone surrogate anywhere
+            except Exception:
+                pass
+        return reference(raw)
+
+    def fast(raw: dict[str, Any], clean: bool = False) -> dict[str, Any]:
+        return (fast_clean if clean else checked)(raw, 0, {})
+
+    return OrderParser(parse, parse_json, fast, {"checked": checked_source, "clean": clean_source})
+
+
+# --- generating the model functions ------------------------------------------------------------------
+
+
+def _kind(model: type[BaseModel], name: str, info: Any, c: Coercions) -> tuple[str, Any]:
+    """How the fast path handles one declared field, from its annotation, validators and default."""
+    annotation = info.annotation
+    before = tuple(m.func for m in info.metadata if isinstance(m, BeforeValidator))
+    other = [m for m in info.metadata if not isinstance(m, BeforeValidator)]
+    origin, args = get_origin(annotation), get_args(annotation)
+    optional = origin in (Union, type(int | None)) and len(args) == 2 and type(None) in args
+    inner = next((a for a in args if a is not type(None)), None) if optional else None
+    factory = info.default_factory
+    kind: tuple[str, Any] | None = None
+    if other or info.alias or info.validation_alias is not None:
+        kind = None
+    elif optional and inner is str and not before and info.default is None:
+        kind = ("text", None)
+    elif optional and inner is Decimal and before == (c.to_decimal,) and info.default is None:
+        kind = ("money", None)
+    elif optional and inner is int and before == (c.to_int,) and info.default is None:
+        kind = ("count", None)
+    elif optional and inner is _dt.datetime and before == (c.to_datetime,) and info.default is None:
+        kind = ("time", None)
+    elif annotation is str and before == (c.folder,) and isinstance(info.default, str):
+        kind = ("folder", info.default)
+    elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and before == (c.empty_map,) \
+            and factory is annotation:
+        kind = ("model", annotation)
+    elif annotation == dict[str, Any] and before == (c.empty_map,) and factory is not None and factory() == {}:
+        kind = ("map", None)
+    elif annotation == dict[str, str] and before == (c.empty_map,) and factory is not None and factory() == {}:
+        kind = ("text_map", None)
+    elif annotation == list[dict[str, Any]] and before == (c.empty_list,) and factory is not None \
+            and factory() == []:
+        kind = ("map_list", None)
+    elif origin is list and len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], BaseModel) \
+            and before == (c.empty_list,) and factory is not None and factory() == []:
+        kind = ("models", args[0])
+    if kind is None:
+        raise TypeError(f"fastorder: no fast path for {model.__name__}.{name} ({annotation!r}, {info.metadata}); "
+                        f"teach fastorder._kind this kind of field")
+    return kind
+
+
+def _models(model: type[BaseModel], c: Coercions, seen: list[type[BaseModel]]) -> list[type[BaseModel]]:
+    """``model`` and every model its fields hold, innermost first."""
+    for field, info in model.model_fields.items():
+        kind, arg = _kind(model, field, info, c)
+        if kind in ("model", "models") and arg not in seen:
+            _models(arg, c, seen)
+    if model not in seen:
+        seen.append(model)
+    return seen
+
+
+def _generate(root: type[BaseModel], c: Coercions, helpers: dict[str, Any], clean: bool) -> tuple[Any, str]:
+    models = _models(root, c, [])
+    fn = {model: f"_{'clean' if clean else 'checked'}_{model.__name__}" for model in models}
+    namespace = dict(helpers)
+    sources = []
+    for model in models:
+        source, consts = _model_source(model, fn, c, clean)
+        namespace.update(consts)
+        sources.append(source)
+    source = "\n".join(sources)
+    exec(compile(source, f"<fastorder {fn[root]}>", "exec"), namespace)  # noqa: S102 -- our own source
+    return namespace[fn[root]], source
+
+
+def _model_source(model: type[BaseModel], fn: dict[type[BaseModel], str], c: Coercions,
+                  clean: bool) -> tuple[str, dict[str, Any]]:
+    """The source of ``<fn>(raw, depth, dates)``: ``raw`` (the model's dict at ``depth``) as the
+    reference dumps it, or _Fallback.  ``dates`` caches the order's date strings (items share them).
+    ``clean``: msgspec decoded the text, so it holds no lone surrogate and needs no check."""
+    name = fn[model]
+    consts: dict[str, Any] = {}
+    lines = [f"def {name}(raw, depth, dates):",
+             "    if raw.__class__ is not dict:",
+             "        raise _FALLBACK",
+             "    get = raw.get",
+             "    inner = depth + 1"]
+    add = lines.append
+    unclean = "" if clean else " or not {v}.isascii() and _surrogate({v})"
+    count_limit = 10 ** c.max_count_digits
+    fields = []
+    for index, (field, info) in enumerate(model.model_fields.items()):
+        kind, arg = _kind(model, field, info, c)
+        v = f"v{index}"
+        fields.append((field, v))
+        add(f"    {v} = get({field!r})")
+        if kind == "text":  # str or None; anything else through _text
+            if clean:
+                add(f"    if {v}.__class__ is not str and {v} is not None:")
+            else:
+                add(f"    if {v} is not None and ({v}.__class__ is not str{unclean.format(v=v)}):")
+            add(f"        {v} = _text({v})")
+        elif kind == "money":  # to_decimal; a short string directly (its digits are at most its length)
+            add(f"    if {v}.__class__ is str and len({v}) <= {c.max_digits}:")
+            add("        try:")
+            add(f"            {v} = _Decimal({v})")  # Decimal() ignores surrounding whitespace, as to_decimal's strip
+            add("        except _InvalidOperation:")
+            add(f"            {v} = _coerced(_to_decimal, {v})")  # "" and "  " are None, the rest refused
+            add("        else:")
+            add(f"            if not {v}.is_finite() or {v} and not "
+                f"{-c.max_exponent} <= {v}.adjusted() <= {c.max_exponent}:")
+            add("                raise _FALLBACK")
+            add(f"    elif {v} is not None:")
+            add(f"        {v} = _coerced(_to_decimal, {v})")
+        elif kind == "count":  # to_int; a short digit string or an int within the count bound directly
+            add(f"    if {v}.__class__ is str and len({v}) <= {c.max_count_digits} and {v}.isdigit() "
+                f"and {v}.isascii():")
+            add(f"        {v} = int({v})")
+            add(f"    elif {v} is not None and not ({v}.__class__ is int and "
+                f"{-count_limit} < {v} < {count_limit}):")
+            add(f"        {v} = _coerced(_to_int, {v})")
+        elif kind == "time":  # to_datetime, once per distinct string of the order
+            add(f"    if {v} is not None:")
+            add(f"        if {v}.__class__ is not str:")
+            add("            raise _FALLBACK")
+            add(f"        moment = dates.get({v}, _MISSING)")
+            add("        if moment is _MISSING:")
+            add(f"            moment = dates[{v}] = _coerced(_to_datetime, {v})")
+            add(f"        {v} = moment")
+        elif kind == "folder":  # the folder validator: None and "" are the default
+            consts[f"_default{index}"] = arg
+            add(f"    if {v} is None or {v} == '':")
+            add(f"        {v} = _default{index}")
+            add(f"    elif {v}.__class__ is not str{unclean.format(v=v)}:")
+            add("        raise _FALLBACK")
+        elif kind == "model":  # empty_map: None and [] are the model's defaults
+            add(f"    if {v} is None or ({v}.__class__ is list and not {v}):")
+            add(f"        {v} = {fn[arg]}({{}}, inner, dates)")
+            add("    else:")
+            add(f"        {v} = {fn[arg]}({v}, inner, dates)")
+        elif kind in ("map", "text_map", "map_list"):
+            call = {"map": "_free_map", "text_map": "_text_map", "map_list": "_map_list"}[kind]
+            add(f"    {v} = {call}({v}, inner, {clean})")
+        elif kind == "models":  # empty_list: None is []
+            add(f"    if {v}.__class__ is list:")
+            add(f"        if inner >= {c.max_depth}:")
+            add("            raise _FALLBACK")
+            add(f"        {v} = [{fn[arg]}(x, inner + 1, dates) for x in {v}]")
+            add(f"    elif {v} is None:")
+            add(f"        {v} = []")
+            add("    else:")
+            add("        raise _FALLBACK")
+    body = ", ".join(f"{field!r}: {v}" for field, v in fields)
+    consts[f"_declared{name}"] = frozenset(model.model_fields)
+    add(f"    out = {{{body}}}")
+    add(f"    if not raw.keys() <= _declared{name}:")  # extra fields, after the declared ones in input order
+    add(f"        _extras(raw, out, _declared{name}, depth, {clean})")
+    add("    return out")
+    return "\n".join(lines) + "\n", consts
