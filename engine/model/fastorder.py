@@ -7,8 +7,8 @@ error message.  ``order_parser`` puts a fast path in front of it:
 * per model, a function generated from the model's ``model_fields`` (so a new field cannot be
   forgotten: a field of a kind ``_kind`` does not know stops the import) that handles the common
   shapes of Order Desk JSON -- text as ``str`` or ``None`` (or a small ``int``), money and counts
-  as numeric strings, ints or floats, dates as strings, ``[]``/``None`` for empty maps and lists,
-  free-form maps and extra fields -- with the model's own coercion functions (``_to_decimal``,
+  as numeric strings, ints or floats, dates as strings (or UTC datetimes: an order parsed before),
+  ``[]``/``None`` for empty maps and lists, free-form maps and extra fields -- with the model's own coercion functions (``_to_decimal``,
   ``_to_int``, ``_to_datetime``; a few shortcuts give exactly what they give);
 * on anything else (a wrong type, a value a coercion refuses, a number, a nesting level or a text
   past the bounds of "Hostile input") it gives up and the pydantic path runs, which produces the
@@ -262,7 +262,7 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
         "_FALLBACK": fallback, "_MISSING": object(), "_Decimal": Decimal, "_InvalidOperation": InvalidOperation,
         "_surrogate": surrogate, "_coerced": coerced, "_to_decimal": c.to_decimal, "_to_int": c.to_int,
         "_to_datetime": c.to_datetime, "_text": text, "_free_map": free_map, "_text_map": text_map,
-        "_map_list": map_list, "_extras": extras,
+        "_map_list": map_list, "_extras": extras, "_datetime": _dt.datetime, "_UTC": _dt.timezone.utc,
     }
     checked, checked_source = _generate(model, c, namespace, clean=False)
     fast_clean, clean_source = _generate(model, c, dict(namespace, _free_map=clean_free_map, _text_map=clean_text_map,
@@ -420,14 +420,14 @@ def _model_source(model: type[BaseModel], fn: dict[type[BaseModel], str], c: Coe
             add(f"    elif {v} is not None and not ({v}.__class__ is int and "
                 f"{-count_limit} < {v} < {count_limit}):")
             add(f"        {v} = _coerced(_to_int, {v})")
-        elif kind == "time":  # to_datetime, once per distinct string of the order
-            add(f"    if {v} is not None:")
-            add(f"        if {v}.__class__ is not str:")
-            add("            raise _FALLBACK")
+        elif kind == "time":  # to_datetime, once per distinct string of the order; a UTC datetime stays
+            add(f"    if {v}.__class__ is str:")
             add(f"        moment = dates.get({v}, _MISSING)")
             add("        if moment is _MISSING:")
             add(f"            moment = dates[{v}] = _coerced(_to_datetime, {v})")
             add(f"        {v} = moment")
+            add(f"    elif {v} is not None and ({v}.__class__ is not _datetime or {v}.tzinfo is not _UTC):")
+            add("        raise _FALLBACK")
         elif kind == "folder":  # the folder validator: None and "" are the default
             consts[f"_default{index}"] = arg
             add(f"    if {v} is None or {v} == '':")

@@ -128,7 +128,8 @@ VALUES = {
     "text": st.one_of(st.none(), TEXT, TEXT, NUMBERS, WEIRD),
     "money": st.one_of(st.none(), NUMERIC_TEXT, NUMERIC_TEXT, NUMBERS, WEIRD),
     "count": st.one_of(st.none(), NUMERIC_TEXT, NUMERIC_TEXT, NUMBERS, WEIRD),
-    "time": st.one_of(st.none(), DATES, DATES, NUMBERS, WEIRD, st.datetimes(timezones=st.timezones())),
+    "time": st.one_of(st.none(), DATES, DATES, NUMBERS, WEIRD, st.datetimes(timezones=st.timezones()),
+                      st.datetimes(timezones=st.just(dt.timezone.utc)), st.datetimes()),
     "folder": st.one_of(st.none(), st.just(""), TEXT, NUMBERS, WEIRD),
     "map": st.one_of(st.none(), st.just([]), st.dictionaries(KEYS, FREE, max_size=4), FREE, WEIRD),
     "text_map": st.one_of(st.none(), st.just([]), st.dictionaries(KEYS, st.one_of(TEXT, TEXT, NUMBERS), max_size=3),
@@ -172,7 +173,8 @@ GOOD_MONEY = st.one_of(st.none(), st.just(""), st.decimals(allow_nan=False, allo
                        st.integers(0, 10 ** 6), st.floats(0, 1e6), st.decimals(allow_nan=False, places=3))
 GOOD_COUNT = st.one_of(st.none(), st.integers(0, 10 ** 6).map(str), st.integers(-5, 10 ** 6), st.just("1.0"))
 GOOD_DATE = st.one_of(st.none(), st.sampled_from(["2026-11-21 14:03:11", "2024-05-01T15:45:00+02:00", "",
-                                                  "0000-00-00 00:00:00"]))
+                                                  "0000-00-00 00:00:00"]),
+                      st.datetimes(timezones=st.just(dt.timezone.utc)))
 
 
 @st.composite
@@ -384,3 +386,12 @@ def test_a_new_field_of_a_known_kind_is_validated_without_more_code():
     fast = parser.parse(raw)
     same(fast, om._parse(Wider, raw, "order"))
     assert list(fast)[-2:] == ["gift_total", "x"] and fast["gift_total"] == Decimal("1.50")
+
+
+@pytest.mark.parametrize("text", example_orders()[:5])
+def test_a_parsed_order_validates_again_to_itself_on_the_fast_path(text):
+    parsed = parse_order_json(text)
+    _FAST.fast(parsed)  # no fallback: UTC datetimes, Decimals and ints are common shapes too
+    again = parse_order(parsed)
+    same(again, parsed)
+    same(again, pydantic_parse_order(parsed))
