@@ -106,3 +106,20 @@ def test_cli_fires_what_engine_match_says(small, tmp_path):
     rules.write_text(text, encoding="utf-8")
     result = run.check_cli(engine, rules, W.make_events(60, seed=3), tmp_path)
     assert result == {"checked": 60}
+
+
+def test_the_validation_benchmark_checks_and_reports_every_candidate(monkeypatch):
+    from bench import validation as V
+
+    monkeypatch.setattr(V, "QUICK", {"min_rep_s": 0.0005, "repeat": 1})
+    texts = V.example_texts()
+    assert len(texts) == 20 and all(t.startswith("{") for t in texts)
+    assert V.big_order_text().count('"code"') == V.BIG_ITEMS
+    results = V.measure_validation(quick=True)
+    for numbers in results["workloads"].values():
+        assert {"json.loads", "json.loads+Decimal", "msgspec+Decimal", "ours from text", "ours from dict",
+                "pydantic from dict"} <= set(numbers["us"])
+        assert numbers["vs_json"]["json.loads"] == 1.0
+    assert len(results["targets"]) == 4
+    table = V.report(results)
+    assert "| ours from text |" in table and "x json.loads" in table
