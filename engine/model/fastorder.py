@@ -15,6 +15,13 @@ error message.  ``order_parser`` puts a fast path in front of it:
   result or the located ``OrderError`` it always did.  The messages are the same by construction;
   the results are the same by a property test (tests/engine/model/test_fastorder.py).
 
+From JSON text, a typed path comes first: msgspec structs generated from the same models (text,
+money and dates as JSON strings, counts as strings or ints, records and maps as objects or ``[]``,
+unknown fields refused) check the types in C as the text is decoded, and a generated post-pass
+does the rest (numbers from strings and their bounds, dates, defaults, the bounds of free-form
+maps).  An order it does not take (a number where text is due, an extra field, a hostile value)
+goes the untyped way: decoded to dicts, then the fast path above, then the reference.
+
 JSON text is decoded by msgspec with ``float_hook=Decimal``: a JSON float is the exact ``Decimal``
 of its literal (``12.50`` stays ``Decimal('12.50')``), as ``json.loads(text, parse_float=Decimal)``
 gives; whatever msgspec refuses (invalid JSON, ``NaN``, lone surrogates, deep nesting, ints past
@@ -69,12 +76,14 @@ class Coercions:
 
 @dataclass(frozen=True)
 class OrderParser:
-    """``parse(raw)`` from a dict, ``parse_json(text)`` from JSON text; ``fast(raw, clean)`` the fast
-    path alone (``_Fallback`` where the reference decides); ``sources`` the generated code."""
+    """``parse(raw)`` from a dict, ``parse_json(text)`` from JSON text; ``fast(raw, clean)`` and
+    ``fast_typed(text)`` the fast paths alone (an exception where they give up); ``sources`` the
+    generated code."""
 
     parse: Callable[[Any], dict[str, Any]]
     parse_json: Callable[[str | bytes], dict[str, Any]]
     fast: Callable[[dict[str, Any], bool], dict[str, Any]]
+    fast_typed: Callable[[str | bytes], dict[str, Any]]
     sources: dict[str, str]
 
 
@@ -268,6 +277,11 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
     fast_clean, clean_source = _generate(model, c, dict(namespace, _free_map=clean_free_map, _text_map=clean_text_map,
                                                         _map_list=clean_map_list, _extras=clean_extras), clean=True)
 
+    structs = _structs(model, c)
+    typed_decode = msgspec.json.Decoder(structs[model], float_hook=Decimal).decode
+    typed, typed_source = _generate_typed(model, c, structs, dict(namespace, _asdict=msgspec.structs.asdict,
+                                                                   _checked_map=checked_map))
+
     def parse(raw: Any) -> dict[str, Any]:
         """Validate ``raw`` (a dict) into the runtime representation; ``error`` if it does not fit.
         Never changes ``raw``."""
@@ -280,7 +294,11 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
 
     def parse_json(text: str | bytes) -> dict[str, Any]:
         """Validate JSON text (JSON floats exact, as ``load_json``); ``error`` if it is not JSON or does not fit."""
-        try:
+        try:  # typed: msgspec checks the types as it decodes (no unknown field, text as text, money as strings)
+            return typed(typed_decode(text), 0, {})
+        except Exception:
+            pass
+        try:  # untyped: any shape, the fast path on the decoded dicts
             raw = _decode(text)
         except Exception:
             try:
@@ -302,7 +320,11 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
     def fast(raw: dict[str, Any], clean: bool = False) -> dict[str, Any]:
         return (fast_clean if clean else checked)(raw, 0, {})
 
-    return OrderParser(parse, parse_json, fast, {"checked": checked_source, "clean": clean_source})
+    def fast_typed(text: str | bytes) -> dict[str, Any]:
+        return typed(typed_decode(text), 0, {})
+
+    return OrderParser(parse, parse_json, fast, fast_typed,
+                       {"checked": checked_source, "clean": clean_source, "typed": typed_source})
 
 
 # --- generating the model functions ------------------------------------------------------------------
@@ -458,3 +480,129 @@ def _model_source(model: type[BaseModel], fn: dict[type[BaseModel], str], c: Coe
     add(f"        _extras(raw, out, _declared{name}, depth, {clean})")
     add("    return out")
     return "\n".join(lines) + "\n", consts
+
+
+# --- the typed path: msgspec structs generated from the same models -----------------------------------
+
+
+def _structs(root: type[BaseModel], c: Coercions) -> dict[type[BaseModel], type[msgspec.Struct]]:
+    """A msgspec struct per model, typed for what the typed path takes without a question: text,
+    money, counts and dates as JSON strings (a count also as an int), records as objects or ``[]``,
+    maps as objects or ``[]``.  Unknown fields are refused: an order with extras takes the untyped path."""
+    structs: dict[type[BaseModel], type[msgspec.Struct]] = {}
+    for model in _models(root, c, []):
+        fields: list[tuple[str, Any, Any]] = []
+        for name, info in model.model_fields.items():
+            kind, arg = _kind(model, name, info, c)
+            if kind in ("text", "money", "time", "folder"):
+                fields.append((name, str | None, None))
+            elif kind == "count":
+                fields.append((name, int | str | None, None))
+            elif kind == "model":
+                fields.append((name, structs[arg] | list[Any] | None, msgspec.field(default_factory=structs[arg])))
+            elif kind == "map":
+                fields.append((name, dict[str, Any] | list[Any] | None, msgspec.field(default_factory=dict)))
+            elif kind == "text_map":
+                fields.append((name, dict[str, str] | list[Any] | None, msgspec.field(default_factory=dict)))
+            elif kind == "map_list":
+                fields.append((name, list[dict[str, Any]] | None, msgspec.field(default_factory=list)))
+            elif kind == "models":
+                fields.append((name, list[structs[arg]] | None, msgspec.field(default_factory=list)))
+        structs[model] = msgspec.defstruct(f"{model.__name__}JSON", fields, forbid_unknown_fields=True)
+    return structs
+
+
+def _generate_typed(root: type[BaseModel], c: Coercions, structs: dict[type[BaseModel], type[msgspec.Struct]],
+                    helpers: dict[str, Any]) -> tuple[Any, str]:
+    """``_typed_<Model>(s, depth, dates)``: the dict of a decoded struct as the reference dumps it, or
+    _Fallback.  msgspec checked the struct's types as it decoded (text is a str without a lone
+    surrogate, or None); what is left: numbers from strings (and their bounds), dates, defaults for
+    null and ``[]``, and the bounds of free-form maps (kept as decoded: the parser owns them)."""
+    models = _models(root, c, [])
+    fn = {model: f"_typed_{model.__name__}" for model in models}
+    namespace = dict(helpers)
+    sources = []
+    count_limit = 10 ** c.max_count_digits
+    for model in models:
+        lines = [f"def {fn[model]}(s, depth, dates):", "    out = _asdict(s)", "    inner = depth + 1"]
+        add = lines.append
+        for index, (field, info) in enumerate(model.model_fields.items()):
+            kind, arg = _kind(model, field, info, c)
+            get = f"    v = out[{field!r}]"
+            put = f"out[{field!r}]"
+            if kind in ("money", "time", "folder"):
+                add(get)
+            if kind == "money":
+                add("    if v is not None:")
+                add(f"        if len(v) <= {c.max_digits}:")
+                add("            try:")
+                add(f"                {put} = v = _Decimal(v)")
+                add("            except _InvalidOperation:")
+                add(f"                {put} = _coerced(_to_decimal, v)")
+                add("            else:")
+                add(f"                if not v.is_finite() or v and not {-c.max_exponent} <= v.adjusted() <= "
+                    f"{c.max_exponent}:")
+                add("                    raise _FALLBACK")
+                add("        else:")
+                add(f"            {put} = _coerced(_to_decimal, v)")
+            elif kind == "count":
+                add(get)
+                add(f"    if v.__class__ is str:")
+                add(f"        {put} = int(v) if len(v) <= {c.max_count_digits} and v.isdigit() and v.isascii() "
+                    f"else _coerced(_to_int, v)")
+                add(f"    elif v is not None and (v.__class__ is not int or not {-count_limit} < v < {count_limit}):")
+                add("        raise _FALLBACK")
+            elif kind == "time":
+                add("    if v is not None:")
+                add("        moment = dates.get(v, _MISSING)")
+                add("        if moment is _MISSING:")
+                add("            moment = dates[v] = _coerced(_to_datetime, v)")
+                add(f"        {put} = moment")
+            elif kind == "folder":
+                namespace[f"_default_{fn[model]}_{index}"] = arg
+                add("    if v is None or v == '':")
+                add(f"        {put} = _default_{fn[model]}_{index}")
+            elif kind == "model":
+                namespace[f"_S{fn[arg]}"] = structs[arg]
+                add(get)
+                add("    if v.__class__ is list:")
+                add("        if v:")
+                add("            raise _FALLBACK")
+                add(f"        v = _S{fn[arg]}()")
+                add("    elif v is None:")
+                add(f"        v = _S{fn[arg]}()")
+                add(f"    {put} = {fn[arg]}(v, inner, dates)")
+            elif kind in ("map", "text_map"):
+                add(get)
+                add("    if v.__class__ is list:")
+                add("        if v:")
+                add("            raise _FALLBACK")
+                add(f"        {put} = {{}}")
+                add("    elif v is None:")
+                add(f"        {put} = {{}}")
+                if kind == "map":
+                    add("    elif v:")
+                    add("        _checked_map(v, inner)")
+            elif kind == "map_list":
+                add(get)
+                add("    if v is None:")
+                add(f"        {put} = []")
+                add("    elif v:")
+                add(f"        if inner >= {c.max_depth}:")
+                add("            raise _FALLBACK")
+                add("        for x in v:")
+                add("            _checked_map(x, inner + 1)")
+            elif kind == "models":
+                add(get)
+                add("    if v is None:")
+                add(f"        {put} = []")
+                add("    elif v:")
+                add(f"        if inner >= {c.max_depth}:")
+                add("            raise _FALLBACK")
+                add(f"        {put} = [{fn[arg]}(x, inner + 1, dates) for x in v]")
+            # text: msgspec gave a str or None, without a lone surrogate
+        add("    return out")
+        sources.append("\n".join(lines) + "\n")
+    source = "\n".join(sources)
+    exec(compile(source, f"<fastorder {fn[root]}>", "exec"), namespace)  # noqa: S102 -- our own source
+    return namespace[fn[root]], source
