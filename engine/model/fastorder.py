@@ -118,23 +118,26 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
             return str(value)
         raise fallback
 
-    def key_ok(key: Any, clean: bool) -> None:
-        if key.__class__ is not str or not clean and not key.isascii() and surrogate(key):
+    # A caller's dict: every text (keys too) is checked for lone surrogates, maps and lists are copied
+    # (the caller keeps its own; the reference's dump builds new ones too).
+
+    def key_ok(key: Any) -> None:
+        if key.__class__ is not str or not key.isascii() and surrogate(key):
             raise fallback
 
-    def value_of(value: Any, depth: int, clean: bool) -> Any:
+    def value_of(value: Any, depth: int) -> Any:
         """A free-form JSON value (a map's entry, an extra field) as ``_normalise`` leaves it, copied."""
         kind = value.__class__
         if kind is str:
-            if not clean and not value.isascii() and surrogate(value):
+            if not value.isascii() and surrogate(value):
                 raise fallback
             return value
         if kind is dict:
-            return map_of(value, depth, clean)
+            return map_of(value, depth)
         if kind is list:
             if depth >= max_depth:
                 raise fallback
-            return [value_of(item, depth + 1, clean) for item in value]
+            return [value_of(item, depth + 1) for item in value]
         if kind is int:
             if value.bit_length() > max_int_bits:
                 raise fallback
@@ -145,39 +148,39 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
             return value
         raise fallback  # a tuple, a datetime, a subclass...: whatever pydantic's dump makes of it
 
-    def map_of(value: dict[str, Any], depth: int, clean: bool) -> dict[str, Any]:
+    def map_of(value: dict[str, Any], depth: int) -> dict[str, Any]:
         if depth >= max_depth:
             raise fallback
         copy = {}
         for key, item in value.items():
-            key_ok(key, clean)
-            if item.__class__ is str and (clean or item.isascii() or not surrogate(item)):
+            key_ok(key)
+            if item.__class__ is str and (item.isascii() or not surrogate(item)):
                 copy[key] = item
             else:
-                copy[key] = value_of(item, depth + 1, clean)
+                copy[key] = value_of(item, depth + 1)
         return copy
 
-    def free_map(value: Any, depth: int, clean: bool) -> dict[str, Any]:
+    def free_map(value: Any, depth: int) -> dict[str, Any]:
         """A ``dict[str, Any]`` field (``metadata``): ``[]``/None is empty, an object is copied."""
         if value.__class__ is dict:
-            return map_of(value, depth, clean) if value else {}
+            return map_of(value, depth) if value else {}
         if value is None or (value.__class__ is list and not value):
             return {}
         raise fallback
 
-    def text_map(value: Any, depth: int, clean: bool) -> dict[str, str]:
+    def text_map(value: Any, depth: int) -> dict[str, str]:
         """A ``dict[str, str]`` field (``variation_list``): text values only, else the reference."""
         if value.__class__ is dict:
             for key, item in value.items():
-                key_ok(key, clean)
-                if item.__class__ is not str or not clean and not item.isascii() and surrogate(item):
+                if key.__class__ is not str or item.__class__ is not str or not (key + item).isascii() \
+                        and (surrogate(key) or surrogate(item)):
                     raise fallback
             return dict(value)
         if value is None or (value.__class__ is list and not value):
             return {}
         raise fallback
 
-    def map_list(value: Any, depth: int, clean: bool) -> list[dict[str, Any]]:
+    def map_list(value: Any, depth: int) -> list[dict[str, Any]]:
         """A ``list[dict[str, Any]]`` field (``discount_list``)."""
         if value.__class__ is list:
             if depth >= max_depth:
@@ -186,7 +189,7 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
             for item in value:
                 if item.__class__ is not dict:
                     raise fallback
-                out.append(map_of(item, depth + 1, clean))
+                out.append(map_of(item, depth + 1))
             return out
         if value is None:
             return []
@@ -225,14 +228,14 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
                 checked_value(item, depth + 1)
         return value
 
-    def clean_free_map(value: Any, depth: int, clean: bool) -> dict[str, Any]:
+    def clean_free_map(value: Any, depth: int) -> dict[str, Any]:
         if value.__class__ is dict:
             return checked_map(value, depth)
         if value is None or (value.__class__ is list and not value):
             return {}
         raise fallback
 
-    def clean_text_map(value: Any, depth: int, clean: bool) -> dict[str, str]:
+    def clean_text_map(value: Any, depth: int) -> dict[str, str]:
         if value.__class__ is dict:
             for item in value.values():
                 if item.__class__ is not str:
@@ -242,7 +245,7 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
             return {}
         raise fallback
 
-    def clean_map_list(value: Any, depth: int, clean: bool) -> list[dict[str, Any]]:
+    def clean_map_list(value: Any, depth: int) -> list[dict[str, Any]]:
         if value.__class__ is list:
             if depth >= max_depth:
                 raise fallback
@@ -255,17 +258,16 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
             return []
         raise fallback
 
-    def clean_extras(raw: dict[str, Any], out: dict[str, Any], declared: frozenset[str], depth: int,
-                     clean: bool) -> None:
+    def clean_extras(raw: dict[str, Any], out: dict[str, Any], declared: frozenset[str], depth: int) -> None:
         for key, value in raw.items():
             if key not in declared:
                 out[key] = checked_value(value, depth + 1)
 
-    def extras(raw: dict[str, Any], out: dict[str, Any], declared: frozenset[str], depth: int, clean: bool) -> None:
+    def extras(raw: dict[str, Any], out: dict[str, Any], declared: frozenset[str], depth: int) -> None:
         for key, value in raw.items():
             if key not in declared:
-                key_ok(key, clean)
-                out[key] = value_of(value, depth + 1, clean)
+                key_ok(key)
+                out[key] = value_of(value, depth + 1)
 
     namespace = {
         "_FALLBACK": fallback, "_MISSING": object(), "_Decimal": Decimal, "_InvalidOperation": InvalidOperation,
@@ -463,7 +465,7 @@ def _model_source(model: type[BaseModel], fn: dict[type[BaseModel], str], c: Coe
             add(f"        {v} = {fn[arg]}({v}, inner, dates)")
         elif kind in ("map", "text_map", "map_list"):
             call = {"map": "_free_map", "text_map": "_text_map", "map_list": "_map_list"}[kind]
-            add(f"    {v} = {call}({v}, inner, {clean})")
+            add(f"    {v} = {call}({v}, inner)")
         elif kind == "models":  # empty_list: None is []
             add(f"    if {v}.__class__ is list:")
             add(f"        if inner >= {c.max_depth}:")
@@ -477,7 +479,7 @@ def _model_source(model: type[BaseModel], fn: dict[type[BaseModel], str], c: Coe
     consts[f"_declared{name}"] = frozenset(model.model_fields)
     add(f"    out = {{{body}}}")
     add(f"    if not raw.keys() <= _declared{name}:")  # extra fields, after the declared ones in input order
-    add(f"        _extras(raw, out, _declared{name}, depth, {clean})")
+    add(f"        _extras(raw, out, _declared{name}, depth)")
     add("    return out")
     return "\n".join(lines) + "\n", consts
 
