@@ -6,7 +6,6 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from rich.console import Console
 
 from ruledesk.engine.lang.ruleset import Ruleset, RulesetError, format_diagnostics, load_ruleset
 from ruledesk.engine.model.catalogue import ActionSpec, Catalogue, EventSpec
+from ruledesk.engine.model.order import load_json
 from ruledesk.engine.run.engine import EventError
 from ruledesk.engine.cli.options import EXIT_ERRORS, EXIT_INTERNAL, EXIT_USAGE, STDIN, count, rule_paths
 
@@ -52,7 +52,7 @@ def read_json_or_exit(path: str, err: Console) -> Any:
 def parse_json_or_exit(text: str, err: Console) -> Any:
     """``text`` as JSON, numbers kept exact; or a message on stderr and exit 2."""
     try:
-        return json.loads(text, parse_float=Decimal)
+        return load_json(text)
     except json.JSONDecodeError as exc:
         err.print(f"error: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
         raise typer.Exit(EXIT_USAGE) from None

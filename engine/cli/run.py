@@ -6,7 +6,6 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from decimal import Decimal
 from typing import IO, Annotated, Any
 
 import typer
@@ -16,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ruledesk.actions import builtin_handlers
 from ruledesk.engine.jobs import MemoryRunner
 from ruledesk.engine.model.config import Limits
+from ruledesk.engine.model.order import load_json
 from ruledesk.engine.run.engine import Decision, Engine, EventError, default_actions, default_events
 from ruledesk.engine.run.explain import DECIDING
 from ruledesk.engine.cli.inputs import input_name, load_or_exit
@@ -110,7 +110,7 @@ class _Rejected(Exception):
 def _parse_line(line: str) -> dict[str, Any]:
     """One input line as a JSON object (numbers kept exact), or _Rejected saying why not."""
     try:
-        data = json.loads(line, parse_float=Decimal)
+        data = load_json(line)
     except json.JSONDecodeError as exc:
         raise _Rejected(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:

@@ -19,6 +19,8 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ruledesk.grammar.diagnostics import closest
+from ruledesk.engine.model.fastorder import Coercions, order_parser
+from ruledesk.engine.model.fastorder import load_json as load_json  # re-exported: JSON text as the model reads it
 from ruledesk.engine.model.types import Record, Scalar, record_of_model
 
 UTC = _dt.timezone.utc
@@ -387,9 +389,28 @@ def bounded_value(value: Any, what: str = "value") -> Any:
         raise OrderError(f"invalid {what}: {bad.where()}: {bad}") from None
 
 
-def parse_order(raw: dict[str, Any]) -> dict[str, Any]:
-    """Validate Order Desk order JSON into the runtime representation; ``OrderError`` if it does not fit."""
+def pydantic_parse_order(raw: Any) -> dict[str, Any]:
+    """The reference validation (pydantic, then ``_normalise``): ``parse_order``'s results and messages."""
     return _parse(Order, raw, "order")
+
+
+COERCIONS = Coercions(_to_decimal, _to_int, _to_datetime, _empty_map, _empty_list, _folder, _SURROGATE.search,
+                      MAX_DIGITS, MAX_EXPONENT, MAX_COUNT_DIGITS, MAX_DEPTH, _MAX_INT_BITS)
+_FAST = order_parser(Order, COERCIONS, pydantic_parse_order, OrderError)
+
+
+def parse_order(raw: dict[str, Any]) -> dict[str, Any]:
+    """Validate Order Desk order JSON into the runtime representation; ``OrderError`` if it does not fit.
+
+    Fast: the common shapes by functions generated from the models (``fastorder``), anything else
+    by ``pydantic_parse_order``, with the same results and messages.  Never changes ``raw``."""
+    return _FAST.parse(raw)
+
+
+def parse_order_json(text: str | bytes) -> dict[str, Any]:
+    """Validate the JSON text of one order (JSON floats are exact Decimals, as ``load_json``);
+    ``OrderError`` if it is not JSON or does not fit."""
+    return _FAST.parse_json(text)
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -588,3 +609,4 @@ def validate_order_field(field: str, value: Any) -> Any:
 def validate_item_field(field: str, value: Any) -> Any:
     """``value`` coerced for an item's top-level scalar ``field``; ``OrderError`` if either does not fit."""
     return _ITEM_FIELDS.validate(field, value)
+
