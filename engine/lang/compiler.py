@@ -109,9 +109,12 @@ class CompiledRule:
         return fn
 
     def warm(self) -> None:
-        """Compile every function of this rule now (see ``Ruleset.warm``)."""
+        """Compile every function of this rule the engine may call now (see ``Ruleset.warm``):
+        ``act``, and with trace support ``trace`` and ``why`` (only a full explanation evaluates a
+        rule on its own; otherwise its event's match functions do)."""
         for kind in self._sources:
-            self._function(kind)
+            if kind != "why" or "trace" in self._sources:
+                self._function(kind)
 
     @property
     def why(self) -> Callable[..., Any]:
@@ -158,6 +161,7 @@ class EventPlan:
     index_clauses: tuple[int | None, ...] = ()
     _match_why: Callable[..., Any] | None = field(default=None, repr=False)
     _value_functions: dict[tuple[int, int], Callable[..., tuple]] = field(default_factory=dict, repr=False)
+    _value_bodies: dict[tuple, Callable[..., tuple]] = field(default_factory=dict, repr=False)
     _why_scope: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -199,15 +203,19 @@ class EventPlan:
         fn = self._value_functions.get(key)
         if fn is None:
             setup, values = self.value_sources[key]
-            params = ", ".join(self.snapshot_names + ("order", "event", "store"))
-            name = f"values_{position}_{clause}"
-            source = "\n".join([f"def {name}({params}):"] + [f"    {line}" for line in setup]
-                                + [f"    return ({values})"]) + "\n"
-            code = _compile(source, f"<values {self.names[position]!r}>")
-            self.match_why  # noqa: B018 - compiles match_why, whose helpers (loops over lists) these use
-            with _DEFINE:
-                exec(code, self._why_scope)  # noqa: S102 - generated code
-                fn = self._value_functions[key] = self._why_scope[name]
+            body = (tuple(setup), values)
+            fn = self._value_bodies.get(body)  # many clauses compare the same things: one function each
+            if fn is None:
+                params = ", ".join(self.snapshot_names + ("order", "event", "store"))
+                name = f"values_{position}_{clause}"
+                source = "\n".join([f"def {name}({params}):"] + [f"    {line}" for line in setup]
+                                    + [f"    return ({values})"]) + "\n"
+                code = _compile(source, f"<values {self.names[position]!r}>")
+                self.match_why  # noqa: B018 - compiles match_why, whose helpers (loops over lists) these use
+                with _DEFINE:
+                    exec(code, self._why_scope)  # noqa: S102 - generated code
+                    fn = self._value_bodies.setdefault(body, self._why_scope[name])
+            self._value_functions[key] = fn
         return fn
 
 
@@ -471,6 +479,12 @@ class Compiler:
                 clauses = clauses[1:]  # the index found it true
             if not clauses:
                 bodies.append([(f"hit({position})", checked.rule.loc)])
+                continue
+            if not any(setup for _, setup, _, _, _ in clauses):  # a chain of tests: the least code
+                body = [(f"{'if' if n == 0 else 'elif'} not {test}: missed[{position}] = {clause_index}", loc)
+                        for n, (clause_index, _, test, _, loc) in enumerate(clauses)]
+                body.append((f"else: hit({position})", None))
+                bodies.append(body)
                 continue
             body = [("while True:", checked.rule.loc)]
             for clause_index, setup, test, _, loc in clauses:

@@ -51,8 +51,8 @@ class Ruleset:
 
     def warm(self) -> "Ruleset":
         """Compile now everything that is otherwise compiled on first use (every plan's
-        ``match_why`` and deciding-clause value functions, every rule's ``why`` and ``act``, and
-        ``trace`` when traced), so a ruleset built off the hot path costs the first events nothing.
+        ``match_why`` and deciding-clause value functions, every rule's ``act``, and ``trace`` and
+        ``why`` when traced), so a ruleset built off the hot path costs the first events nothing.
         Returns the ruleset."""
         for plan in self.plans.values():
             plan.warm()

@@ -444,8 +444,8 @@ class Engine:
         """Run the event's rules in order; each condition sees the order as the earlier rules left it.
 
         While no action has changed a field the conditions read, the shared ``match`` result stays
-        valid; after such a change the event is matched again (or, when few rules are left, they
-        are evaluated one by one) and the new result is used from the next rule on.  With explanations on, every rule
+        valid; after such a change the event is matched again and the new result is used from the
+        next rule on.  A full trace evaluates every rule on its own.  With explanations on, every rule
         that does not fire gets its deciding clause, computed against the very state it saw."""
         now = self.clock() if plan.uses_now else None
         order, store, explain = pending.order, pending.store_view, cascade.explain
@@ -470,26 +470,16 @@ class Engine:
                 if upcoming >= len(rules):
                     break
                 index = upcoming
-            else:
+            else:  # a full trace: every rule on its own
                 rule = rules[index]
-                if explain == FULL:
-                    recorder = Recorder()
-                    holds = bool(rule.trace(order, event_ns, store, now, recorder.value, recorder.element))
-                    if not holds:
-                        why = rule.why(order, event_ns, store, now)
-                        log.append((_ONE, rule, False, why, recorder.entries))
-                        index += 1
-                        continue
-                    trace = recorder.entries
-                elif explain == DECIDING:
+                recorder = Recorder()
+                holds = bool(rule.trace(order, event_ns, store, now, recorder.value, recorder.element))
+                if not holds:
                     why = rule.why(order, event_ns, store, now)
-                    if why is not None:
-                        log.append((_ONE, rule, False, why, None))
-                        index += 1
-                        continue
-                elif rule.why(order, event_ns, store, now) is not None:
+                    log.append((_ONE, rule, False, why, recorder.entries))
                     index += 1
                     continue
+                trace = recorder.entries
             rule = rules[index]
             if cascade.budget <= 0:
                 cascade.firing_limit_hit = True
@@ -515,19 +505,16 @@ class Engine:
                     log.append((_SKIPPED, rules, index, f"not evaluated: {rule.name!r} stopped processing"))
                 return
             if runner.changed and (runner.touched is None or plan.reads is None or runner.touched & plan.reads):
-                # Later conditions must see the order as this rule left it: match again (the index
-                # makes that cheaper than many rules' own functions) or, for a few rules, test each.
-                if not batch or len(rules) - index <= _REMATCH_ABOVE:
-                    batch = False
+                # Later conditions must see the order as this rule left it: match again (indexed,
+                # cheaper than the rules' own functions, which then need no compiling at all).
+                if not batch:
+                    pass  # a full trace evaluates every rule on its own anyway
                 elif explain == DECIDING:
                     hits, missed, snapshot = plan.match_why(order, event_ns, store, now)
                     position = bisect_left(hits, index)
                 else:
                     hits = plan.match(order, event_ns, store, now)
                     position = bisect_left(hits, index)
-
-
-_REMATCH_ABOVE = 8  # after a change, more rules left than this: match them again rather than one by one
 
 
 def derived_event_id(name: str, order: Any, payload: Any, store: str) -> str:
