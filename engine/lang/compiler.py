@@ -88,9 +88,16 @@ class CompiledRule:
         self._functions: dict[str, Callable[..., Any]] = {}
         self._namespace: dict[str, Any] = {}
         self._helpers = SharedHelpers()
+        self._later: Callable[[], str] | None = None  # writes the `why` source when first asked for
 
     def __repr__(self) -> str:
         return f"<CompiledRule {self.name!r} at {self.loc}>"
+
+    def _source(self, kind: str) -> str:
+        source = self._sources.get(kind)
+        if source is None and kind == "why" and self._later is not None:
+            source = self._sources[kind] = self._later()
+        return self._sources[kind]
 
     def _function(self, kind: str) -> Callable[..., Any]:
         fn = self._functions.get(kind)
@@ -98,7 +105,7 @@ class CompiledRule:
             if kind == "why":
                 self._helpers.define(self._namespace)
             filename = f"{self.loc.file}:{self.loc.line} (rule {self.name!r})"
-            code = _compile(self._sources[kind], filename)
+            code = _compile(self._source(kind), filename)
             # Every rule's `why`/`act` is defined under the same name in the shared namespace (its
             # helpers and constants live there): define and take it in one step, one thread at a time.
             with _DEFINE:
@@ -135,7 +142,7 @@ class CompiledRule:
         return self._function("act")
 
     def source(self, kind: str) -> str:
-        return self._sources[kind]
+        return self._source(kind)
 
 
 @dataclass
@@ -219,6 +226,33 @@ class EventPlan:
         return fn
 
 
+class _Later:
+    """A rule's ``why`` source, written on first use (by the compiler that compiled the rule, under a
+    lock: it shares the compiler's state); the constants and loop helpers it adds are defined then."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, compiler: "Compiler", checked: CheckedRule, rule: CompiledRule) -> None:
+        self.compiler, self.checked, self.rule = compiler, checked, rule
+
+    def __call__(self) -> str:
+        compiler, rule = self.compiler, self.rule
+        with self._lock:
+            source = rule._sources.get("why")
+            if source is not None:
+                return source
+            known = set(compiler._why_helpers)
+            source = compiler._capture(lambda: compiler._emit_why(self.checked))
+            added = "".join(text + "\n" for key, (_, text) in compiler._why_helpers.items() if key not in known)
+            rule._helpers.define(rule._namespace)  # the helpers written at build time, before the new ones
+            with _DEFINE:
+                for name, value in compiler.consts.items():
+                    rule._namespace.setdefault(name, value)
+                if added:
+                    exec(_compile(added, "<loop helpers of the rules' why functions>"), rule._namespace)  # noqa: S102
+            return source
+
+
 _MIN_INDEXED = 4  # rules under one indexed expression before an index pays for itself
 
 
@@ -250,7 +284,15 @@ class Compiler:
         self._let_fact_cache: dict[str, tuple[bool, frozenset[str] | None]] = {}
         self._loop_conds: dict[tuple, tuple] = {}  # see ExprCompiler._loop_helper
         self._why_helpers: dict[str, tuple[str, str]] = {}  # see SharedHelpers and FunctionBuilder.shared_helpers
+        self._order_cache: dict[int, tuple[ast.Expr, list[tuple[int, ast.Expr]]]] = {}
         self._fact_cache: dict[int, tuple[ast.Node, tuple[bool, frozenset[str] | None, frozenset[str]]]] = {}
+
+    def _cheap_first(self, cond: ast.Expr) -> list[tuple[int, ast.Expr]]:
+        """``cheap_first(cond)``, worked out once per condition (each is compiled several times)."""
+        found = self._order_cache.get(id(cond))
+        if found is None or found[0] is not cond:
+            found = self._order_cache[id(cond)] = (cond, cheap_first(cond))
+        return found[1]
 
     # ---- constants --------------------------------------------------------------------
     def const(self, value: Any) -> str:
@@ -275,7 +317,10 @@ class Compiler:
             cr = CompiledRule(rule.name, rule.priority, rule.disabled, rule.loc, checked.events, rule.trigger, rule,
                               (-rule.priority, checked.file_index, checked.position))
             compiled.append(cr)
-            cr._sources["why"] = self._capture(lambda: self._emit_why(checked))
+            if self.trace:
+                cr._sources["why"] = self._capture(lambda: self._emit_why(checked))
+            else:  # only a full explanation calls a rule's `why`: written when first asked for
+                cr._later = _Later(self, checked, cr)
             if self.trace:
                 cr.trace_nodes = TraceNodes()
                 cr._sources["trace"] = self._capture(lambda: self._emit_trace(checked, cr.trace_nodes))
@@ -440,7 +485,7 @@ class Compiler:
             return []
         ec = ExprCompiler(self, self._typer(checked), fn)
         return [(index,) + ec.clause_check(part, checked.scope, _root_env()) + (part.loc,)
-                for index, part in cheap_first(cond)]
+                for index, part in self._cheap_first(cond)]
 
     def _emit_trace(self, checked: CheckedRule, nodes: TraceNodes) -> None:
         cond = checked.rule.condition
@@ -528,7 +573,7 @@ class Compiler:
         if checked.rule.condition is None:
             return []
         ec = ExprCompiler(self, self._typer(checked), fn)
-        return [ec.bool(part, checked.scope, _root_env()) for _, part in cheap_first(checked.rule.condition)]
+        return [ec.bool(part, checked.scope, _root_env()) for _, part in self._cheap_first(checked.rule.condition)]
 
     # ---- the index ------------------------------------------------------------------------
     def _index(self, rules: list[CheckedRule], fn: FunctionBuilder) -> "_Index":
@@ -570,7 +615,7 @@ class Compiler:
         cond = checked.rule.condition
         if cond is None:
             return None
-        written, first = cheap_first(cond)[0]
+        written, first = self._cheap_first(cond)[0]
         if not isinstance(first, ast.Compare):
             return None
         typer, scope = self._typer(checked), checked.scope

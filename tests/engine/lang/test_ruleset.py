@@ -4,6 +4,7 @@ and a build that leaves the garbage collector working for every other thread."""
 from __future__ import annotations
 
 import gc
+import re
 import threading
 import weakref
 
@@ -140,12 +141,38 @@ rule "c" { when "Order is Imported" if any item in order.order_items where item.
 '''
     ruleset = build_ruleset({"r.rules": text}, default_events(), default_actions())
     a, b, c = (ruleset.rule(name) for name in "abc")
-    assert "def " not in a.source("why").replace("def why(", "")  # the helpers are shared, not repeated
-    assert a._helpers is b._helpers and a._helpers.source.count("def _loop") == 2
+    assert not any("why" in rule._sources for rule in (a, b, c))  # written on first use only
     calls = []
     monkeypatch.setattr(compiler, "compile", lambda *args: calls.append(args[1]) or compile(*args), raising=False)
     few, many = {"order_items": [{"quantity": 3}]}, {"order_items": [{"quantity": 9}], "shipping": {"country": "CA"}}
     assert b.why(many, {}, {}, None) is None  # a disabled rule (in no event's plan) too
     assert calls[0] == "<loop helpers of the rules' why functions>" and len(calls) == 2
     assert a.why(few, {}, {}, None) is None and c.why(few, {}, {}, None) == (0,)
-    assert c.why(many, {}, {}, None) is None and len(calls) == 4  # the helpers were compiled once
+    assert c.why(many, {}, {}, None) is None and len(calls) == 5  # a's helper is b's: compiled once
+    assert calls.count("<loop helpers of the rules' why functions>") == 2
+    loops = {rule.name: set(re.findall(r"_loop\d+", rule.source("why"))) for rule in (a, b, c)}
+    assert loops["a"] == loops["b"] != loops["c"] and len(loops["a"]) == len(loops["c"]) == 1
+    assert "def " not in a.source("why").replace("def why(", "")  # the helpers are shared, not repeated
+
+
+def test_a_rules_why_is_written_once_when_threads_ask_at_the_same_time_with_its_own_constants():
+    long = "x" * 150  # a long text is a constant of the namespace, like a list's set
+    text = f'''
+rule "off" disabled {{ when "Order is Imported"
+    if order.shipping_method in ["Ground", "Air"] and order.email != "{long}" then "Tag Order"(name: "x") }}'''
+    rule = build_ruleset({"r.rules": text}, default_events(), default_actions()).rule("off")
+    start = threading.Barrier(8)
+    seen = []
+
+    def ask():
+        start.wait()
+        seen.append(rule.why)
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(fn) for fn in seen}) == 1
+    assert rule.why({"shipping_method": "Ground", "email": "a"}, {}, {}, None) is None
+    assert rule.why({"shipping_method": "Sea"}, {}, {}, None) == (0, "Sea", ["Ground", "Air"])
