@@ -196,6 +196,19 @@ def measure_process(engine, table, events, lines, cfg) -> dict[str, Any]:
     }
 
 
+def measure_order_validation(quick: bool) -> dict[str, Any]:
+    """bench/validation.py: an order validated from JSON text and from a dict against json.loads."""
+    from bench.validation import measure_validation, report
+
+    raw = measure_validation(quick)
+    table = report(raw).split("\n\n- ")[0].rstrip()
+    limits = {True: TARGET_VALIDATE_X, False: 1.0}
+    targets = [{"name": f"{t['workload']}: {t['what']}", "value": t["value"],
+                "limit": limits["json.loads" in t["what"]], "shown": f"{t['value']:.2f}x"} for t in raw["targets"]]
+    return {"raw": raw, "table": "Validating an order (µs per order, and as a multiple of `json.loads` of the same "
+                                  "text):\n\n" + table, "targets": targets}
+
+
 def measure_decision_lines(quick: bool) -> dict[str, Any]:
     """bench/decisions.py: a decision written as a JSON line against json.dumps of the same data."""
     from bench.decisions import measure_decisions, table
@@ -522,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"build {n:,} rules in a fresh process (best of {repeat}) ...")
             results["build"][str(n)] = measure_build(path, repeat)
 
+    log("order validation ...")
+    results["validation"] = measure_order_validation(args.quick)
     log("decisions as JSON lines ...")
     results["decisions"] = measure_decision_lines(args.quick)
     results["targets"] = evaluate_targets(results)
