@@ -77,13 +77,17 @@ class Coercions:
 @dataclass(frozen=True)
 class OrderParser:
     """``parse(raw)`` from a dict, ``parse_json(text)`` from JSON text; ``fast(raw, clean)`` and
-    ``fast_typed(text)`` the fast paths alone (an exception where they give up); ``sources`` the
-    generated code."""
+    ``fast_typed(text)`` the fast paths alone (an exception where they give up); ``struct`` the
+    msgspec struct of the typed path (to decode an order inside a larger document) and
+    ``from_struct(s)`` its post-pass (the validated order, or an exception where it gives up);
+    ``sources`` the generated code."""
 
     parse: Callable[[Any], dict[str, Any]]
     parse_json: Callable[[str | bytes], dict[str, Any]]
     fast: Callable[[dict[str, Any], bool], dict[str, Any]]
     fast_typed: Callable[[str | bytes], dict[str, Any]]
+    struct: type[msgspec.Struct]
+    from_struct: Callable[[msgspec.Struct], dict[str, Any]]
     sources: dict[str, str]
 
 
@@ -325,7 +329,10 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
     def fast_typed(text: str | bytes) -> dict[str, Any]:
         return typed(typed_decode(text), 0, {})
 
-    return OrderParser(parse, parse_json, fast, fast_typed,
+    def from_struct(s: msgspec.Struct) -> dict[str, Any]:
+        return typed(s, 0, {})
+
+    return OrderParser(parse, parse_json, fast, fast_typed, structs[model], from_struct,
                        {"checked": checked_source, "clean": clean_source, "typed": typed_source})
 
 
