@@ -95,6 +95,7 @@ class _Fallback(Exception):
     """Not a shape the fast path handles: the reference path decides."""
 
 
+_CACHED = 4096  # entries per cache of converted strings (money, dates)
 _SMALL_INT_BITS = 63  # pydantic writes a small int in a text field as str(int) (coerce_numbers_to_str)
 
 
@@ -273,11 +274,25 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
                 key_ok(key)
                 out[key] = value_of(value, depth + 1)
 
+    # Caches shared by every order (their values are immutable, so orders can share them): the
+    # Decimal of a money string that converted directly, the datetime (or None) of a date string.
+    # Bounded: a cache past _CACHED entries starts afresh before the next order.
+    decimals: dict[str, Decimal] = {}
+    dates: dict[str, _dt.datetime | None] = {}
+
+    def caches() -> dict[str, _dt.datetime | None]:
+        if len(decimals) > _CACHED:
+            decimals.clear()
+        if len(dates) > _CACHED:
+            dates.clear()
+        return dates
+
     namespace = {
         "_FALLBACK": fallback, "_MISSING": object(), "_Decimal": Decimal, "_InvalidOperation": InvalidOperation,
         "_surrogate": surrogate, "_coerced": coerced, "_to_decimal": c.to_decimal, "_to_int": c.to_int,
         "_to_datetime": c.to_datetime, "_text": text, "_free_map": free_map, "_text_map": text_map,
         "_map_list": map_list, "_extras": extras, "_datetime": _dt.datetime, "_UTC": _dt.timezone.utc,
+        "_DECIMALS": decimals,
     }
     checked, checked_source = _generate(model, c, namespace, clean=False)
     fast_clean, clean_source = _generate(model, c, dict(namespace, _free_map=clean_free_map, _text_map=clean_text_map,
@@ -293,7 +308,7 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
         Never changes ``raw``."""
         if raw.__class__ is dict:
             try:
-                return checked(raw, 0, {})
+                return checked(raw, 0, caches())
             except Exception:  # _Fallback, or any surprise: the reference decides (result or message)
                 pass
         return reference(raw)
@@ -301,7 +316,7 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
     def parse_json(text: str | bytes) -> dict[str, Any]:
         """Validate JSON text (JSON floats exact, as ``load_json``); ``error`` if it is not JSON or does not fit."""
         try:  # typed: msgspec checks the types as it decodes (no unknown field, text as text, money as strings)
-            return typed(typed_decode(text), 0, {})
+            return typed(typed_decode(text), 0, caches())
         except Exception:
             pass
         try:  # untyped: any shape, the fast path on the decoded dicts
@@ -318,19 +333,19 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
             return parse(raw)
         if raw.__class__ is dict:
             try:
-                return fast_clean(raw, 0, {})  # msgspec decoded it: no lone surrogate anywhere
+                return fast_clean(raw, 0, caches())  # msgspec decoded it: no lone surrogate anywhere
             except Exception:
                 pass
         return reference(raw)
 
     def fast(raw: dict[str, Any], clean: bool = False) -> dict[str, Any]:
-        return (fast_clean if clean else checked)(raw, 0, {})
+        return (fast_clean if clean else checked)(raw, 0, caches())
 
     def fast_typed(text: str | bytes) -> dict[str, Any]:
-        return typed(typed_decode(text), 0, {})
+        return typed(typed_decode(text), 0, caches())
 
     def from_struct(s: msgspec.Struct) -> dict[str, Any]:
-        return typed(s, 0, {})
+        return typed(s, 0, caches())
 
     return OrderParser(parse, parse_json, fast, fast_typed, structs[model], from_struct,
                        {"checked": checked_source, "clean": clean_source, "typed": typed_source})
@@ -408,7 +423,7 @@ def _generate(root: type[BaseModel], c: Coercions, helpers: dict[str, Any], clea
 def _model_source(model: type[BaseModel], fn: dict[type[BaseModel], str], c: Coercions,
                   clean: bool) -> tuple[str, dict[str, Any]]:
     """The source of ``<fn>(raw, depth, dates)``: ``raw`` (the model's dict at ``depth``) as the
-    reference dumps it, or _Fallback.  ``dates`` caches the order's date strings (items share them).
+    reference dumps it, or _Fallback.  ``dates`` caches date strings (shared by every order: bounded).
     ``clean``: msgspec decoded the text, so it holds no lone surrogate and needs no check."""
     name = fn[model]
     consts: dict[str, Any] = {}
@@ -433,15 +448,23 @@ def _model_source(model: type[BaseModel], fn: dict[type[BaseModel], str], c: Coe
                 add(f"    if {v} is not None and ({v}.__class__ is not str{unclean.format(v=v)}):")
             add(f"        {v} = _text({v})")
         elif kind == "money":  # to_decimal; a short string directly (its digits are at most its length)
-            add(f"    if {v}.__class__ is str and len({v}) <= {c.max_digits}:")
-            add("        try:")
-            add(f"            {v} = _Decimal({v})")  # Decimal() ignores surrounding whitespace, as to_decimal's strip
-            add("        except _InvalidOperation:")
-            add(f"            {v} = _coerced(_to_decimal, {v})")  # "" and "  " are None, the rest refused
+            add(f"    if {v}.__class__ is str:")  # a string seen before: its Decimal (immutable, shared)
+            add(f"        number = _DECIMALS.get({v})")
+            add("        if number is not None:")
+            add(f"            {v} = number")
+            add(f"        elif len({v}) <= {c.max_digits}:")
+            add("            try:")
+            add(f"                number = _Decimal({v})")  # Decimal() ignores surrounding whitespace, as to_decimal's strip
+            add("            except _InvalidOperation:")
+            add(f"                {v} = _coerced(_to_decimal, {v})")  # "" and "  " are None, the rest refused
+            add("            else:")
+            add("                if not number.is_finite() or number and not "
+                f"{-c.max_exponent} <= number.adjusted() <= {c.max_exponent}:")
+            add("                    raise _FALLBACK")
+            add(f"                _DECIMALS[{v}] = number")
+            add(f"                {v} = number")
             add("        else:")
-            add(f"            if not {v}.is_finite() or {v} and not "
-                f"{-c.max_exponent} <= {v}.adjusted() <= {c.max_exponent}:")
-            add("                raise _FALLBACK")
+            add(f"            {v} = _coerced(_to_decimal, {v})")
             add(f"    elif {v} is not None:")
             add(f"        {v} = _coerced(_to_decimal, {v})")
         elif kind == "count":  # to_int; a short digit string or an int within the count bound directly
@@ -543,15 +566,19 @@ def _generate_typed(root: type[BaseModel], c: Coercions, structs: dict[type[Base
                 add(get)
             if kind == "money":
                 add("    if v is not None:")
-                add(f"        if len(v) <= {c.max_digits}:")
+                add("        number = _DECIMALS.get(v)")
+                add("        if number is not None:")
+                add(f"            {put} = number")
+                add(f"        elif len(v) <= {c.max_digits}:")
                 add("            try:")
-                add(f"                {put} = v = _Decimal(v)")
+                add("                number = _Decimal(v)")
                 add("            except _InvalidOperation:")
                 add(f"                {put} = _coerced(_to_decimal, v)")
                 add("            else:")
-                add(f"                if not v.is_finite() or v and not {-c.max_exponent} <= v.adjusted() <= "
-                    f"{c.max_exponent}:")
+                add(f"                if not number.is_finite() or number and not {-c.max_exponent} <= "
+                    f"number.adjusted() <= {c.max_exponent}:")
                 add("                    raise _FALLBACK")
+                add(f"                {put} = _DECIMALS[v] = number")
                 add("        else:")
                 add(f"            {put} = _coerced(_to_decimal, v)")
             elif kind == "count":
