@@ -158,7 +158,8 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
             raise fallback
         copy = {}
         for key, item in value.items():
-            key_ok(key)
+            if key.__class__ is not str or not key.isascii() and surrogate(key):  # key_ok, inline
+                raise fallback
             if item.__class__ is str and (item.isascii() or not surrogate(item)):
                 copy[key] = item
             else:
@@ -176,14 +177,17 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
     def text_map(value: Any, depth: int) -> dict[str, str]:
         """A ``dict[str, str]`` field (``variation_list``): text values only, else the reference."""
         if value.__class__ is dict:
-            for key, item in value.items():
-                if key.__class__ is not str or item.__class__ is not str or not (key + item).isascii() \
-                        and (surrogate(key) or surrogate(item)):
-                    raise fallback
-            return dict(value)
+            return text_map_of(value, depth)
         if value is None or (value.__class__ is list and not value):
             return {}
         raise fallback
+
+    def text_map_of(value: dict[str, Any], depth: int) -> dict[str, str]:
+        for key, item in value.items():
+            if key.__class__ is not str or item.__class__ is not str or not (key.isascii() and item.isascii()) \
+                    and (surrogate(key) or surrogate(item)):
+                raise fallback
+        return dict(value)
 
     def map_list(value: Any, depth: int) -> list[dict[str, Any]]:
         """A ``list[dict[str, Any]]`` field (``discount_list``)."""
@@ -242,13 +246,16 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
 
     def clean_text_map(value: Any, depth: int) -> dict[str, str]:
         if value.__class__ is dict:
-            for item in value.values():
-                if item.__class__ is not str:
-                    raise fallback
-            return value
+            return clean_text_map_of(value, depth)
         if value is None or (value.__class__ is list and not value):
             return {}
         raise fallback
+
+    def clean_text_map_of(value: dict[str, Any], depth: int) -> dict[str, str]:
+        for item in value.values():
+            if item.__class__ is not str:
+                raise fallback
+        return value
 
     def clean_map_list(value: Any, depth: int) -> list[dict[str, Any]]:
         if value.__class__ is list:
@@ -292,11 +299,12 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
         "_surrogate": surrogate, "_coerced": coerced, "_to_decimal": c.to_decimal, "_to_int": c.to_int,
         "_to_datetime": c.to_datetime, "_text": text, "_free_map": free_map, "_text_map": text_map,
         "_map_list": map_list, "_extras": extras, "_datetime": _dt.datetime, "_UTC": _dt.timezone.utc,
-        "_DECIMALS": decimals,
+        "_DECIMALS": decimals, "_map_of": map_of, "_text_map_of": text_map_of,
     }
     checked, checked_source = _generate(model, c, namespace, clean=False)
     fast_clean, clean_source = _generate(model, c, dict(namespace, _free_map=clean_free_map, _text_map=clean_text_map,
-                                                        _map_list=clean_map_list, _extras=clean_extras), clean=True)
+                                                        _map_list=clean_map_list, _extras=clean_extras, _map_of=checked_map,
+                                                        _text_map_of=clean_text_map_of), clean=True)
 
     structs = _structs(model, c)
     typed_decode = msgspec.json.Decoder(structs[model], float_hook=Decimal).decode
@@ -493,9 +501,15 @@ def _model_source(model: type[BaseModel], fn: dict[type[BaseModel], str], c: Coe
             add(f"        {v} = {fn[arg]}({{}}, inner, dates)")
             add("    else:")
             add(f"        {v} = {fn[arg]}({v}, inner, dates)")
-        elif kind in ("map", "text_map", "map_list"):
-            call = {"map": "_free_map", "text_map": "_text_map", "map_list": "_map_list"}[kind]
-            add(f"    {v} = {call}({v}, inner)")
+        elif kind in ("map", "text_map"):  # an object (the common case) without a call of _free_map/_text_map
+            add(f"    if {v}.__class__ is dict:")
+            add(f"        {v} = {'_map_of' if kind == 'map' else '_text_map_of'}({v}, inner) if {v} else {{}}")
+            add(f"    elif {v} is None or ({v}.__class__ is list and not {v}):")
+            add(f"        {v} = {{}}")
+            add("    else:")
+            add("        raise _FALLBACK")
+        elif kind == "map_list":
+            add(f"    {v} = _map_list({v}, inner)")
         elif kind == "models":  # empty_list: None is []
             add(f"    if {v}.__class__ is list:")
             add(f"        if inner >= {c.max_depth}:")
