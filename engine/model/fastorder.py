@@ -425,7 +425,17 @@ def _generate(root: type[BaseModel], c: Coercions, helpers: dict[str, Any], clea
         sources.append(source)
     source = "\n".join(sources)
     exec(compile(source, f"<fastorder {fn[root]}>", "exec"), namespace)  # noqa: S102 -- our own source
+    for model in models:
+        if _flat(model, c):
+            namespace[f"_EMPTY{fn[model]}"] = namespace[fn[model]]({}, 0, {})
     return namespace[fn[root]], source
+
+
+def _flat(model: type[BaseModel], c: Coercions) -> bool:
+    """Whether every field of ``model`` is a scalar (text, number, date, folder): its dump of ``{}``
+    holds only immutable values (None, the folder's default), so a shallow copy of it is a fresh one."""
+    return all(_kind(model, field, info, c)[0] in ("text", "money", "count", "time", "folder")
+               for field, info in model.model_fields.items())
 
 
 def _model_source(model: type[BaseModel], fn: dict[type[BaseModel], str], c: Coercions,
@@ -498,7 +508,7 @@ def _model_source(model: type[BaseModel], fn: dict[type[BaseModel], str], c: Coe
             add("        raise _FALLBACK")
         elif kind == "model":  # empty_map: None and [] are the model's defaults
             add(f"    if {v} is None or ({v}.__class__ is list and not {v}):")
-            add(f"        {v} = {fn[arg]}({{}}, inner, dates)")
+            add(f"        {v} = {{**_EMPTY{fn[arg]}}}" if _flat(arg, c) else f"        {v} = {fn[arg]}({{}}, inner, dates)")
             add("    else:")
             add(f"        {v} = {fn[arg]}({v}, inner, dates)")
         elif kind in ("map", "text_map"):  # an object (the common case) without a call of _free_map/_text_map
@@ -545,7 +555,7 @@ def _structs(root: type[BaseModel], c: Coercions) -> dict[type[BaseModel], type[
             elif kind == "count":
                 fields.append((name, int | str | None, None))
             elif kind == "model":
-                fields.append((name, structs[arg] | list[Any] | None, msgspec.field(default_factory=structs[arg])))
+                fields.append((name, structs[arg] | list[Any] | None, None))  # missing: as null, the empty record
             elif kind == "map":
                 fields.append((name, dict[str, Any] | list[Any] | None, msgspec.field(default_factory=dict)))
             elif kind == "text_map":
@@ -615,13 +625,23 @@ def _generate_typed(root: type[BaseModel], c: Coercions, structs: dict[type[Base
             elif kind == "model":
                 namespace[f"_S{fn[arg]}"] = structs[arg]
                 add(get)
-                add("    if v.__class__ is list:")
-                add("        if v:")
-                add("            raise _FALLBACK")
-                add(f"        v = _S{fn[arg]}()")
-                add("    elif v is None:")
-                add(f"        v = _S{fn[arg]}()")
-                add(f"    {put} = {fn[arg]}(v, inner, dates)")
+                if _flat(arg, c):  # the empty record's dump, copied
+                    add("    if v.__class__ is list:")
+                    add("        if v:")
+                    add("            raise _FALLBACK")
+                    add(f"        {put} = {{**_EMPTY{fn[arg]}}}")
+                    add("    elif v is None:")
+                    add(f"        {put} = {{**_EMPTY{fn[arg]}}}")
+                    add("    else:")
+                    add(f"        {put} = {fn[arg]}(v, inner, dates)")
+                else:
+                    add("    if v.__class__ is list:")
+                    add("        if v:")
+                    add("            raise _FALLBACK")
+                    add(f"        v = _S{fn[arg]}()")
+                    add("    elif v is None:")
+                    add(f"        v = _S{fn[arg]}()")
+                    add(f"    {put} = {fn[arg]}(v, inner, dates)")
             elif kind in ("map", "text_map"):
                 add(get)
                 add("    if v.__class__ is list:")
@@ -655,4 +675,7 @@ def _generate_typed(root: type[BaseModel], c: Coercions, structs: dict[type[Base
         sources.append("\n".join(lines) + "\n")
     source = "\n".join(sources)
     exec(compile(source, f"<fastorder {fn[root]}>", "exec"), namespace)  # noqa: S102 -- our own source
+    for model in models:
+        if _flat(model, c):
+            namespace[f"_EMPTY{fn[model]}"] = namespace[fn[model]](structs[model](), 0, {})
     return namespace[fn[root]], source
