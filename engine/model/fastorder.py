@@ -282,14 +282,18 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
                 out[key] = value_of(value, depth + 1)
 
     # Caches shared by every order (their values are immutable, so orders can share them): the
-    # Decimal of a money string that converted directly, the datetime (or None) of a date string.
+    # Decimal of a money string that converted directly, the int of a digit string (a count), the
+    # datetime (or None) of a date string.
     # Bounded: a cache past _CACHED entries starts afresh before the next order.
     decimals: dict[str, Decimal] = {}
     dates: dict[str, _dt.datetime | None] = {}
+    counts: dict[str, int] = {}  # a digit string's int
 
     def caches() -> dict[str, _dt.datetime | None]:
         if len(decimals) > _CACHED:
             decimals.clear()
+        if len(counts) > _CACHED:
+            counts.clear()
         if len(dates) > _CACHED:
             dates.clear()
         return dates
@@ -299,7 +303,7 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
         "_surrogate": surrogate, "_coerced": coerced, "_to_decimal": c.to_decimal, "_to_int": c.to_int,
         "_to_datetime": c.to_datetime, "_text": text, "_free_map": free_map, "_text_map": text_map,
         "_map_list": map_list, "_extras": extras, "_datetime": _dt.datetime, "_UTC": _dt.timezone.utc,
-        "_DECIMALS": decimals, "_map_of": map_of, "_text_map_of": text_map_of,
+        "_DECIMALS": decimals, "_COUNTS": counts, "_map_of": map_of, "_text_map_of": text_map_of,
     }
     checked, checked_source = _generate(model, c, namespace, clean=False)
     fast_clean, clean_source = _generate(model, c, dict(namespace, _free_map=clean_free_map, _text_map=clean_text_map,
@@ -486,9 +490,11 @@ def _model_source(model: type[BaseModel], fn: dict[type[BaseModel], str], c: Coe
             add(f"    elif {v} is not None:")
             add(f"        {v} = _coerced(_to_decimal, {v})")
         elif kind == "count":  # to_int; a short digit string or an int within the count bound directly
-            add(f"    if {v}.__class__ is str and len({v}) <= {c.max_count_digits} and {v}.isdigit() "
+            add(f"    if {v}.__class__ is str and {v} in _COUNTS:")  # a digit string seen before
+            add(f"        {v} = _COUNTS[{v}]")
+            add(f"    elif {v}.__class__ is str and len({v}) <= {c.max_count_digits} and {v}.isdigit() "
                 f"and {v}.isascii():")
-            add(f"        {v} = int({v})")
+            add(f"        {v} = _COUNTS[{v}] = int({v})")
             add(f"    elif {v} is not None and not ({v}.__class__ is int and "
                 f"{-count_limit} < {v} < {count_limit}):")
             add(f"        {v} = _coerced(_to_int, {v})")
@@ -607,9 +613,13 @@ def _generate_typed(root: type[BaseModel], c: Coercions, structs: dict[type[Base
                 add(f"            {put} = _coerced(_to_decimal, v)")
             elif kind == "count":
                 add(get)
-                add(f"    if v.__class__ is str:")
-                add(f"        {put} = int(v) if len(v) <= {c.max_count_digits} and v.isdigit() and v.isascii() "
-                    f"else _coerced(_to_int, v)")
+                add("    if v.__class__ is str:")
+                add("        if v in _COUNTS:")
+                add(f"            {put} = _COUNTS[v]")
+                add(f"        elif len(v) <= {c.max_count_digits} and v.isdigit() and v.isascii():")
+                add(f"            {put} = _COUNTS[v] = int(v)")
+                add("        else:")
+                add(f"            {put} = _coerced(_to_int, v)")
                 add(f"    elif v is not None and (v.__class__ is not int or not {-count_limit} < v < {count_limit}):")
                 add("        raise _FALLBACK")
             elif kind == "time":
