@@ -490,8 +490,8 @@ def _model_source(model: type[BaseModel], fn: dict[type[BaseModel], str], c: Coe
             add(f"    elif {v} is not None:")
             add(f"        {v} = _coerced(_to_decimal, {v})")
         elif kind == "count":  # to_int; a short digit string or an int within the count bound directly
-            add(f"    if {v}.__class__ is str and {v} in _COUNTS:")  # a digit string seen before
-            add(f"        {v} = _COUNTS[{v}]")
+            add(f"    if {v}.__class__ is str and (number := _COUNTS.get({v})) is not None:")  # seen before
+            add(f"        {v} = number")  # (a get, not `in` then [...]: another thread may empty the cache)
             add(f"    elif {v}.__class__ is str and len({v}) <= {c.max_count_digits} and {v}.isdigit() "
                 f"and {v}.isascii():")
             add(f"        {v} = _COUNTS[{v}] = int({v})")
@@ -614,8 +614,9 @@ def _generate_typed(root: type[BaseModel], c: Coercions, structs: dict[type[Base
             elif kind == "count":
                 add(get)
                 add("    if v.__class__ is str:")
-                add("        if v in _COUNTS:")
-                add(f"            {put} = _COUNTS[v]")
+                add("        number = _COUNTS.get(v)")
+                add("        if number is not None:")
+                add(f"            {put} = number")
                 add(f"        elif len(v) <= {c.max_count_digits} and v.isdigit() and v.isascii():")
                 add(f"            {put} = _COUNTS[v] = int(v)")
                 add("        else:")
