@@ -16,6 +16,7 @@ from ruledesk.actions import builtin_handlers
 from ruledesk.engine.jobs import MemoryRunner
 from ruledesk.engine.model.config import Limits
 from ruledesk.engine.model.order import load_json
+from ruledesk.engine.model.context import Event
 from ruledesk.engine.run.engine import Decision, Engine, EventError, default_actions, default_events
 from ruledesk.engine.run.explain import DECIDING
 from ruledesk.engine.cli.inputs import input_name, load_or_exit
@@ -79,7 +80,7 @@ def run(
             if not line.strip():
                 continue
             try:
-                decisions, failures = _process(engine, _parse_line(line), runner)
+                decisions, failures = _process(engine, engine.event_json(line, load=_parse_line), runner)
             except (_Rejected, EventError) as exc:
                 rejected += 1
                 err.print(f"{name}:{number}: {exc}")
@@ -108,7 +109,8 @@ class _Rejected(Exception):
 
 
 def _parse_line(line: str) -> dict[str, Any]:
-    """One input line as a JSON object (numbers kept exact), or _Rejected saying why not."""
+    """One input line as a JSON object (numbers kept exact), or _Rejected saying why not.
+    ``Engine.event_json`` reads a line with it whenever its typed path does not take the line."""
     try:
         data = load_json(line)
     except json.JSONDecodeError as exc:
@@ -120,11 +122,11 @@ def _parse_line(line: str) -> dict[str, Any]:
     return data
 
 
-def _process(engine: Engine, data: dict[str, Any], runner: MemoryRunner | None) -> tuple[list[Decision], list[str]]:
-    """The decisions of one incoming event (EventError when the engine cannot accept it) and, without
+def _process(engine: Engine, event: Event, runner: MemoryRunner | None) -> tuple[list[Decision], list[str]]:
+    """The decisions of one incoming event (validated by ``Engine.event_json``) and, without
     --dry-run, of the events its jobs emitted when the in-memory runner performed them; with the jobs
     that failed."""
-    result = engine.process(data)
+    result = engine.process(event, validated=True)
     if runner is None:
         return result.decisions, []
     done = len(runner.runs)

@@ -77,13 +77,17 @@ class Coercions:
 @dataclass(frozen=True)
 class OrderParser:
     """``parse(raw)`` from a dict, ``parse_json(text)`` from JSON text; ``fast(raw, clean)`` and
-    ``fast_typed(text)`` the fast paths alone (an exception where they give up); ``sources`` the
-    generated code."""
+    ``fast_typed(text)`` the fast paths alone (an exception where they give up); ``struct`` the
+    msgspec struct of the typed path (to decode an order inside a larger document) and
+    ``from_struct(s)`` its post-pass (the validated order, or an exception where it gives up);
+    ``sources`` the generated code."""
 
     parse: Callable[[Any], dict[str, Any]]
     parse_json: Callable[[str | bytes], dict[str, Any]]
     fast: Callable[[dict[str, Any], bool], dict[str, Any]]
     fast_typed: Callable[[str | bytes], dict[str, Any]]
+    struct: type[msgspec.Struct]
+    from_struct: Callable[[msgspec.Struct], dict[str, Any]]
     sources: dict[str, str]
 
 
@@ -91,6 +95,7 @@ class _Fallback(Exception):
     """Not a shape the fast path handles: the reference path decides."""
 
 
+_CACHED = 4096  # entries per cache of converted strings (money, dates)
 _SMALL_INT_BITS = 63  # pydantic writes a small int in a text field as str(int) (coerce_numbers_to_str)
 
 
@@ -153,7 +158,8 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
             raise fallback
         copy = {}
         for key, item in value.items():
-            key_ok(key)
+            if key.__class__ is not str or not key.isascii() and surrogate(key):  # key_ok, inline
+                raise fallback
             if item.__class__ is str and (item.isascii() or not surrogate(item)):
                 copy[key] = item
             else:
@@ -171,14 +177,17 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
     def text_map(value: Any, depth: int) -> dict[str, str]:
         """A ``dict[str, str]`` field (``variation_list``): text values only, else the reference."""
         if value.__class__ is dict:
-            for key, item in value.items():
-                if key.__class__ is not str or item.__class__ is not str or not (key + item).isascii() \
-                        and (surrogate(key) or surrogate(item)):
-                    raise fallback
-            return dict(value)
+            return text_map_of(value, depth)
         if value is None or (value.__class__ is list and not value):
             return {}
         raise fallback
+
+    def text_map_of(value: dict[str, Any], depth: int) -> dict[str, str]:
+        for key, item in value.items():
+            if key.__class__ is not str or item.__class__ is not str or not (key.isascii() and item.isascii()) \
+                    and (surrogate(key) or surrogate(item)):
+                raise fallback
+        return dict(value)
 
     def map_list(value: Any, depth: int) -> list[dict[str, Any]]:
         """A ``list[dict[str, Any]]`` field (``discount_list``)."""
@@ -237,13 +246,16 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
 
     def clean_text_map(value: Any, depth: int) -> dict[str, str]:
         if value.__class__ is dict:
-            for item in value.values():
-                if item.__class__ is not str:
-                    raise fallback
-            return value
+            return clean_text_map_of(value, depth)
         if value is None or (value.__class__ is list and not value):
             return {}
         raise fallback
+
+    def clean_text_map_of(value: dict[str, Any], depth: int) -> dict[str, str]:
+        for item in value.values():
+            if item.__class__ is not str:
+                raise fallback
+        return value
 
     def clean_map_list(value: Any, depth: int) -> list[dict[str, Any]]:
         if value.__class__ is list:
@@ -269,15 +281,34 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
                 key_ok(key)
                 out[key] = value_of(value, depth + 1)
 
+    # Caches shared by every order (their values are immutable, so orders can share them): the
+    # Decimal of a money string that converted directly, the int of a digit string (a count), the
+    # datetime (or None) of a date string.
+    # Bounded: a cache past _CACHED entries starts afresh before the next order.
+    decimals: dict[str, Decimal] = {}
+    dates: dict[str, _dt.datetime | None] = {}
+    counts: dict[str, int] = {}  # a digit string's int
+
+    def caches() -> dict[str, _dt.datetime | None]:
+        if len(decimals) > _CACHED:
+            decimals.clear()
+        if len(counts) > _CACHED:
+            counts.clear()
+        if len(dates) > _CACHED:
+            dates.clear()
+        return dates
+
     namespace = {
         "_FALLBACK": fallback, "_MISSING": object(), "_Decimal": Decimal, "_InvalidOperation": InvalidOperation,
         "_surrogate": surrogate, "_coerced": coerced, "_to_decimal": c.to_decimal, "_to_int": c.to_int,
         "_to_datetime": c.to_datetime, "_text": text, "_free_map": free_map, "_text_map": text_map,
         "_map_list": map_list, "_extras": extras, "_datetime": _dt.datetime, "_UTC": _dt.timezone.utc,
+        "_DECIMALS": decimals, "_COUNTS": counts, "_map_of": map_of, "_text_map_of": text_map_of,
     }
     checked, checked_source = _generate(model, c, namespace, clean=False)
     fast_clean, clean_source = _generate(model, c, dict(namespace, _free_map=clean_free_map, _text_map=clean_text_map,
-                                                        _map_list=clean_map_list, _extras=clean_extras), clean=True)
+                                                        _map_list=clean_map_list, _extras=clean_extras, _map_of=checked_map,
+                                                        _text_map_of=clean_text_map_of), clean=True)
 
     structs = _structs(model, c)
     typed_decode = msgspec.json.Decoder(structs[model], float_hook=Decimal).decode
@@ -289,7 +320,7 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
         Never changes ``raw``."""
         if raw.__class__ is dict:
             try:
-                return checked(raw, 0, {})
+                return checked(raw, 0, caches())
             except Exception:  # _Fallback, or any surprise: the reference decides (result or message)
                 pass
         return reference(raw)
@@ -297,7 +328,7 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
     def parse_json(text: str | bytes) -> dict[str, Any]:
         """Validate JSON text (JSON floats exact, as ``load_json``); ``error`` if it is not JSON or does not fit."""
         try:  # typed: msgspec checks the types as it decodes (no unknown field, text as text, money as strings)
-            return typed(typed_decode(text), 0, {})
+            return typed(typed_decode(text), 0, caches())
         except Exception:
             pass
         try:  # untyped: any shape, the fast path on the decoded dicts
@@ -314,18 +345,21 @@ def order_parser(model: type[BaseModel], c: Coercions, reference: Callable[[Any]
             return parse(raw)
         if raw.__class__ is dict:
             try:
-                return fast_clean(raw, 0, {})  # msgspec decoded it: no lone surrogate anywhere
+                return fast_clean(raw, 0, caches())  # msgspec decoded it: no lone surrogate anywhere
             except Exception:
                 pass
         return reference(raw)
 
     def fast(raw: dict[str, Any], clean: bool = False) -> dict[str, Any]:
-        return (fast_clean if clean else checked)(raw, 0, {})
+        return (fast_clean if clean else checked)(raw, 0, caches())
 
     def fast_typed(text: str | bytes) -> dict[str, Any]:
-        return typed(typed_decode(text), 0, {})
+        return typed(typed_decode(text), 0, caches())
 
-    return OrderParser(parse, parse_json, fast, fast_typed,
+    def from_struct(s: msgspec.Struct) -> dict[str, Any]:
+        return typed(s, 0, caches())
+
+    return OrderParser(parse, parse_json, fast, fast_typed, structs[model], from_struct,
                        {"checked": checked_source, "clean": clean_source, "typed": typed_source})
 
 
@@ -395,13 +429,23 @@ def _generate(root: type[BaseModel], c: Coercions, helpers: dict[str, Any], clea
         sources.append(source)
     source = "\n".join(sources)
     exec(compile(source, f"<fastorder {fn[root]}>", "exec"), namespace)  # noqa: S102 -- our own source
+    for model in models:
+        if _flat(model, c):
+            namespace[f"_EMPTY{fn[model]}"] = namespace[fn[model]]({}, 0, {})
     return namespace[fn[root]], source
+
+
+def _flat(model: type[BaseModel], c: Coercions) -> bool:
+    """Whether every field of ``model`` is a scalar (text, number, date, folder): its dump of ``{}``
+    holds only immutable values (None, the folder's default), so a shallow copy of it is a fresh one."""
+    return all(_kind(model, field, info, c)[0] in ("text", "money", "count", "time", "folder")
+               for field, info in model.model_fields.items())
 
 
 def _model_source(model: type[BaseModel], fn: dict[type[BaseModel], str], c: Coercions,
                   clean: bool) -> tuple[str, dict[str, Any]]:
     """The source of ``<fn>(raw, depth, dates)``: ``raw`` (the model's dict at ``depth``) as the
-    reference dumps it, or _Fallback.  ``dates`` caches the order's date strings (items share them).
+    reference dumps it, or _Fallback.  ``dates`` caches date strings (shared by every order: bounded).
     ``clean``: msgspec decoded the text, so it holds no lone surrogate and needs no check."""
     name = fn[model]
     consts: dict[str, Any] = {}
@@ -426,21 +470,31 @@ def _model_source(model: type[BaseModel], fn: dict[type[BaseModel], str], c: Coe
                 add(f"    if {v} is not None and ({v}.__class__ is not str{unclean.format(v=v)}):")
             add(f"        {v} = _text({v})")
         elif kind == "money":  # to_decimal; a short string directly (its digits are at most its length)
-            add(f"    if {v}.__class__ is str and len({v}) <= {c.max_digits}:")
-            add("        try:")
-            add(f"            {v} = _Decimal({v})")  # Decimal() ignores surrounding whitespace, as to_decimal's strip
-            add("        except _InvalidOperation:")
-            add(f"            {v} = _coerced(_to_decimal, {v})")  # "" and "  " are None, the rest refused
+            add(f"    if {v}.__class__ is str:")  # a string seen before: its Decimal (immutable, shared)
+            add(f"        number = _DECIMALS.get({v})")
+            add("        if number is not None:")
+            add(f"            {v} = number")
+            add(f"        elif len({v}) <= {c.max_digits}:")
+            add("            try:")
+            add(f"                number = _Decimal({v})")  # Decimal() ignores surrounding whitespace, as to_decimal's strip
+            add("            except _InvalidOperation:")
+            add(f"                {v} = _coerced(_to_decimal, {v})")  # "" and "  " are None, the rest refused
+            add("            else:")
+            add("                if not number.is_finite() or number and not "
+                f"{-c.max_exponent} <= number.adjusted() <= {c.max_exponent}:")
+            add("                    raise _FALLBACK")
+            add(f"                _DECIMALS[{v}] = number")
+            add(f"                {v} = number")
             add("        else:")
-            add(f"            if not {v}.is_finite() or {v} and not "
-                f"{-c.max_exponent} <= {v}.adjusted() <= {c.max_exponent}:")
-            add("                raise _FALLBACK")
+            add(f"            {v} = _coerced(_to_decimal, {v})")
             add(f"    elif {v} is not None:")
             add(f"        {v} = _coerced(_to_decimal, {v})")
         elif kind == "count":  # to_int; a short digit string or an int within the count bound directly
-            add(f"    if {v}.__class__ is str and len({v}) <= {c.max_count_digits} and {v}.isdigit() "
+            add(f"    if {v}.__class__ is str and (number := _COUNTS.get({v})) is not None:")  # seen before
+            add(f"        {v} = number")  # (a get, not `in` then [...]: another thread may empty the cache)
+            add(f"    elif {v}.__class__ is str and len({v}) <= {c.max_count_digits} and {v}.isdigit() "
                 f"and {v}.isascii():")
-            add(f"        {v} = int({v})")
+            add(f"        {v} = _COUNTS[{v}] = int({v})")
             add(f"    elif {v} is not None and not ({v}.__class__ is int and "
                 f"{-count_limit} < {v} < {count_limit}):")
             add(f"        {v} = _coerced(_to_int, {v})")
@@ -460,12 +514,18 @@ def _model_source(model: type[BaseModel], fn: dict[type[BaseModel], str], c: Coe
             add("        raise _FALLBACK")
         elif kind == "model":  # empty_map: None and [] are the model's defaults
             add(f"    if {v} is None or ({v}.__class__ is list and not {v}):")
-            add(f"        {v} = {fn[arg]}({{}}, inner, dates)")
+            add(f"        {v} = {{**_EMPTY{fn[arg]}}}" if _flat(arg, c) else f"        {v} = {fn[arg]}({{}}, inner, dates)")
             add("    else:")
             add(f"        {v} = {fn[arg]}({v}, inner, dates)")
-        elif kind in ("map", "text_map", "map_list"):
-            call = {"map": "_free_map", "text_map": "_text_map", "map_list": "_map_list"}[kind]
-            add(f"    {v} = {call}({v}, inner)")
+        elif kind in ("map", "text_map"):  # an object (the common case) without a call of _free_map/_text_map
+            add(f"    if {v}.__class__ is dict:")
+            add(f"        {v} = {'_map_of' if kind == 'map' else '_text_map_of'}({v}, inner) if {v} else {{}}")
+            add(f"    elif {v} is None or ({v}.__class__ is list and not {v}):")
+            add(f"        {v} = {{}}")
+            add("    else:")
+            add("        raise _FALLBACK")
+        elif kind == "map_list":
+            add(f"    {v} = _map_list({v}, inner)")
         elif kind == "models":  # empty_list: None is []
             add(f"    if {v}.__class__ is list:")
             add(f"        if inner >= {c.max_depth}:")
@@ -501,7 +561,7 @@ def _structs(root: type[BaseModel], c: Coercions) -> dict[type[BaseModel], type[
             elif kind == "count":
                 fields.append((name, int | str | None, None))
             elif kind == "model":
-                fields.append((name, structs[arg] | list[Any] | None, msgspec.field(default_factory=structs[arg])))
+                fields.append((name, structs[arg] | list[Any] | None, None))  # missing: as null, the empty record
             elif kind == "map":
                 fields.append((name, dict[str, Any] | list[Any] | None, msgspec.field(default_factory=dict)))
             elif kind == "text_map":
@@ -536,22 +596,31 @@ def _generate_typed(root: type[BaseModel], c: Coercions, structs: dict[type[Base
                 add(get)
             if kind == "money":
                 add("    if v is not None:")
-                add(f"        if len(v) <= {c.max_digits}:")
+                add("        number = _DECIMALS.get(v)")
+                add("        if number is not None:")
+                add(f"            {put} = number")
+                add(f"        elif len(v) <= {c.max_digits}:")
                 add("            try:")
-                add(f"                {put} = v = _Decimal(v)")
+                add("                number = _Decimal(v)")
                 add("            except _InvalidOperation:")
                 add(f"                {put} = _coerced(_to_decimal, v)")
                 add("            else:")
-                add(f"                if not v.is_finite() or v and not {-c.max_exponent} <= v.adjusted() <= "
-                    f"{c.max_exponent}:")
+                add(f"                if not number.is_finite() or number and not {-c.max_exponent} <= "
+                    f"number.adjusted() <= {c.max_exponent}:")
                 add("                    raise _FALLBACK")
+                add(f"                {put} = _DECIMALS[v] = number")
                 add("        else:")
                 add(f"            {put} = _coerced(_to_decimal, v)")
             elif kind == "count":
                 add(get)
-                add(f"    if v.__class__ is str:")
-                add(f"        {put} = int(v) if len(v) <= {c.max_count_digits} and v.isdigit() and v.isascii() "
-                    f"else _coerced(_to_int, v)")
+                add("    if v.__class__ is str:")
+                add("        number = _COUNTS.get(v)")
+                add("        if number is not None:")
+                add(f"            {put} = number")
+                add(f"        elif len(v) <= {c.max_count_digits} and v.isdigit() and v.isascii():")
+                add(f"            {put} = _COUNTS[v] = int(v)")
+                add("        else:")
+                add(f"            {put} = _coerced(_to_int, v)")
                 add(f"    elif v is not None and (v.__class__ is not int or not {-count_limit} < v < {count_limit}):")
                 add("        raise _FALLBACK")
             elif kind == "time":
@@ -567,13 +636,23 @@ def _generate_typed(root: type[BaseModel], c: Coercions, structs: dict[type[Base
             elif kind == "model":
                 namespace[f"_S{fn[arg]}"] = structs[arg]
                 add(get)
-                add("    if v.__class__ is list:")
-                add("        if v:")
-                add("            raise _FALLBACK")
-                add(f"        v = _S{fn[arg]}()")
-                add("    elif v is None:")
-                add(f"        v = _S{fn[arg]}()")
-                add(f"    {put} = {fn[arg]}(v, inner, dates)")
+                if _flat(arg, c):  # the empty record's dump, copied
+                    add("    if v.__class__ is list:")
+                    add("        if v:")
+                    add("            raise _FALLBACK")
+                    add(f"        {put} = {{**_EMPTY{fn[arg]}}}")
+                    add("    elif v is None:")
+                    add(f"        {put} = {{**_EMPTY{fn[arg]}}}")
+                    add("    else:")
+                    add(f"        {put} = {fn[arg]}(v, inner, dates)")
+                else:
+                    add("    if v.__class__ is list:")
+                    add("        if v:")
+                    add("            raise _FALLBACK")
+                    add(f"        v = _S{fn[arg]}()")
+                    add("    elif v is None:")
+                    add(f"        v = _S{fn[arg]}()")
+                    add(f"    {put} = {fn[arg]}(v, inner, dates)")
             elif kind in ("map", "text_map"):
                 add(get)
                 add("    if v.__class__ is list:")
@@ -607,4 +686,7 @@ def _generate_typed(root: type[BaseModel], c: Coercions, structs: dict[type[Base
         sources.append("\n".join(lines) + "\n")
     source = "\n".join(sources)
     exec(compile(source, f"<fastorder {fn[root]}>", "exec"), namespace)  # noqa: S102 -- our own source
+    for model in models:
+        if _flat(model, c):
+            namespace[f"_EMPTY{fn[model]}"] = namespace[fn[model]](structs[model](), 0, {})
     return namespace[fn[root]], source

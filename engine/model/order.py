@@ -407,6 +407,10 @@ def parse_order(raw: dict[str, Any]) -> dict[str, Any]:
     return _FAST.parse(raw)
 
 
+ORDER_STRUCT = _FAST.struct  # the typed path's msgspec struct of an order (see fastorder)
+order_from_struct = _FAST.from_struct  # an ORDER_STRUCT decoded from text -> the order, or any exception: use the dicts
+
+
 def parse_order_json(text: str | bytes) -> dict[str, Any]:
     """Validate the JSON text of one order (JSON floats are exact Decimals, as ``load_json``);
     ``OrderError`` if it is not JSON or does not fit."""

@@ -174,11 +174,13 @@ def test_run_skips_and_counts_malformed_lines(cli, routing, tmp_path):
 
 @pytest.fixture
 def engine_fails_on_order_2(monkeypatch):
-    """Engine.process raises RuntimeError (a stand-in for an engine bug) for the order with id "2"."""
+    """Engine.process raises RuntimeError (a stand-in for an engine bug) for the order with id "2"
+    (``ruledesk run`` gives it validated Events; other callers dicts)."""
     process = Engine.process
 
     def failing(self, data, **options):
-        if data.get("id") == "2" or data.get("order", {}).get("id") == "2":
+        if hasattr(data, "order") and data.order.get("id") == "2" \
+                or isinstance(data, dict) and (data.get("id") == "2" or data.get("order", {}).get("id") == "2"):
             raise RuntimeError("boom")
         return process(self, data, **options)
 
