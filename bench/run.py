@@ -148,7 +148,7 @@ def measure_process(engine, table, events, lines, cfg) -> dict[str, Any]:
     deciding clauses) against ``json.loads`` of the same text plus the hand-written lambdas."""
     process = engine.process
     dispatch = make_dispatch(table)
-    parse = json_line_parser()
+    event_json = engine.event_json
 
     def processing(level: str):
         def loop(loops: int) -> None:
@@ -167,10 +167,10 @@ def measure_process(engine, table, events, lines, cfg) -> dict[str, Any]:
                     getattr(plan, kind)(order, event_ns, store, None)
         return loop
 
-    def from_text(loops: int) -> None:
+    def from_text(loops: int) -> None:  # what `ruledesk run` does with a line
         for _ in range(loops):
             for line in lines:
-                process(parse(line), dry_run=True, explain="deciding")
+                process(event_json(line), dry_run=True, explain="deciding", validated=True)
 
     def loads(loops: int) -> None:
         for _ in range(loops):
@@ -228,16 +228,6 @@ def check_plain(engine, plain, events) -> None:
         got, want = engine.match(event, validated=True), plain(event)
         if got != want:
             raise EquivalenceError(f"{event.name!r} order {event.order.get('id')}: ruledesk {got} != plain {want}")
-
-
-def json_line_parser():
-    """How ``ruledesk run`` parses an input line (exact decimals)."""
-    try:
-        from ruledesk.engine.model.order import load_json
-        return load_json
-    except ImportError:  # before the fast path existed
-        from decimal import Decimal
-        return lambda line: json.loads(line, parse_float=Decimal)
 
 
 # ---- (c): the CLI end to end -------------------------------------------------------------------

@@ -58,6 +58,12 @@ def example_texts() -> list[str]:
     return texts
 
 
+def stream_texts(count: int = 2000, seed: int = 7) -> list[str]:
+    """``count`` different orders of bench/workload.py (thousands of distinct prices): the caches
+    of converted strings hit as often as a real stream makes them, not on every value."""
+    return [json.dumps(order, ensure_ascii=False) for order in make_orders(count, seed)]
+
+
 def big_order_text(items: int = BIG_ITEMS, seed: int = 1) -> str:
     """One order of bench/workload.py's shape with ``items`` items."""
     order = make_orders(1, seed)[0]
@@ -152,7 +158,8 @@ def measure_validation(quick: bool = False) -> dict[str, Any]:
     """Raw numbers (µs per order, ratios to json.loads) for the example orders and a 50-item order."""
     cfg = QUICK if quick else FULL
     results: dict[str, Any] = {"quick": quick, "workloads": {}}
-    for name, texts in (("examples", example_texts()), (f"order with {BIG_ITEMS} items", [big_order_text()])):
+    for name, texts in (("examples", example_texts()), (f"order with {BIG_ITEMS} items", [big_order_text()]),
+                        ("2,000 different orders", stream_texts(500 if quick else 2000))):
         results["workloads"][name] = measure_workload(texts, cfg)
     results["targets"] = []
     for name, numbers in results["workloads"].items():
