@@ -101,7 +101,7 @@ comment_text = st.text(st.characters(blacklist_characters="\r\n", blacklist_cate
 
 
 SEPARATORS = ["", "", "", "", " ", " ", " ", "  ", "\t", "\n", "\r\n", " \t ", "\n\n", "\f", "\r", "\n    ",
-              "#\n", " # c\n", "# a \"b\" { } rule let\r\n", "\n# then when if\n  ", "#\t\u00e9\r\n", " #x\r y\n",
+              "#\n", " # c\n", "# a \"b\" { } rule let\r\n", "\n# then when if\n  ", "#\t\u00e9\r\n", " #x\r\n",
               "\t# ==\n\t"]
 
 
