@@ -2,20 +2,26 @@
 
     python bench/run.py [--quick] [--json PATH] [--seed N]
 
-Measures, side by side, for rulesets of 10, 100 and 1000 generated rules (bench/workload.py):
+Measures, side by side, for rulesets of 10, 100, 1,000 and 10,000 generated rules (bench/workload.py;
+10,000 only in the full run):
 
   (a) ruledesk's compiled conditions through the embedding API, matching only:
       ``engine.match(event, validated=True)`` over pre-validated events;
+  (p) a plain generated function per event (fields read once, conditions inlined as written);
   (b) the same conditions as hand-written Python lambdas dispatched by event name;
+  the event path: ``Engine.process`` with each explanation level, ``match`` vs ``match_why``, and
+      from JSON text (``Engine.event_json`` + ``process``) against ``json.loads`` + (b);
   (c) ``ruledesk run --dry-run --format json ORDERS.jsonl > /dev/null`` end to end, as a subprocess,
       with its start-up (a run over an empty file) reported separately;
 
-and the build cost: parse+check+compile of 1,000 and 10,000 rules, each in a fresh subprocess
-(bench/build_one.py), wall time and peak RSS, then ``Ruleset.warm()`` (what a daemon pays off the
-hot path to compile everything that is otherwise compiled on first use).
+then order validation against ``json.loads`` (bench/validation.py), a decision as a JSON line
+against ``json.dumps`` (bench/decisions.py), and the build cost: parse+check+compile of 1,000 and
+10,000 rules, each in a fresh subprocess (bench/build_one.py), wall time and peak RSS, then
+``Ruleset.warm()`` (what a daemon pays off the hot path to compile everything that is otherwise
+compiled on first use).
 
-Before anything is timed, (a) and (b) must return identical rule-name lists for a sample of 500
-events (and the CLI's ``fired`` lists must equal ``engine.match``); if not, the run aborts.
+Before anything is timed, (a), (p) and (b) must return identical rule-name lists for a sample of
+500 events (and the CLI's ``fired`` lists must equal ``engine.match``); if not, the run aborts.
 
 Prints markdown tables (paste them into bench/README.md) and the targets with PASS/FAIL.
 ``--json PATH`` writes every raw number. Exit status: 0, also when a target fails (a benchmark
@@ -453,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer events and repetitions, no 10,000-rule build "
-                                                             "(about 20 s instead of about 3 minutes)")
+                                                             "(about 1 minute instead of about 8)")
     parser.add_argument("--json", metavar="PATH", help="write the raw numbers to PATH")
     parser.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
     args = parser.parse_args(argv)
