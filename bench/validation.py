@@ -25,11 +25,9 @@ from text.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import random
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
@@ -38,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.run import _loops_for, _timed  # noqa: E402
 from bench.workload import _item, make_orders  # noqa: E402
 from ruledesk.engine.model.order import parse_order, parse_order_json, pydantic_parse_order  # noqa: E402
 
@@ -95,29 +94,6 @@ def candidates() -> dict[str, Callable[[Any], Any] | None]:
 
 
 _FROM_DICT = ("ours from dict", "pydantic from dict")
-
-
-def _timed(loop: Callable[[int], None], loops: int) -> float:
-    """Seconds for ``loop(loops)`` with the cyclic GC paused (like timeit), after a collection."""
-    gc.collect()
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        loop(loops)
-        return time.perf_counter() - start
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _loops_for(loop: Callable[[int], None], min_rep_s: float) -> int:
-    loops = 1
-    while True:
-        took = _timed(loop, loops)
-        if took >= min_rep_s:
-            return loops
-        loops = max(loops * 2, int(loops * min_rep_s / max(took, 1e-9) * 1.1) + 1)
 
 
 def _check(texts: list[str]) -> None:
