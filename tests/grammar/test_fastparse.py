@@ -5,7 +5,6 @@ not take go to Lark.  Compared on every rule text of the test suite and on mutat
 from __future__ import annotations
 
 import ast as pyast
-import dataclasses
 import importlib.util
 import random
 import re
@@ -15,20 +14,11 @@ from ruamel.yaml import YAML
 
 from ruledesk.grammar import ast
 from ruledesk.grammar.diagnostics import Diagnostics
-from ruledesk.grammar.fastparse import Bail, FastParser
-from ruledesk.grammar.parser import _parser, parse, parse_with_lark
-from ruledesk.grammar.transformer import ASTBuilder
+from ruledesk.grammar.parser import parse, parse_with_lark
 from support import ROOT
-
-
-def dump(value):
-    """Everything in a tree, locations and raw text included (AST equality leaves them out)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return (type(value).__name__,) + tuple(dump(getattr(value, f.name)) for f in dataclasses.fields(value)
-                                               if f.name != "source")
-    if isinstance(value, (tuple, list)):
-        return tuple(dump(v) for v in value)
-    return (type(value).__name__, value)
+from support import ast_dump as dump
+from support import fast_reading as fast
+from support import lark_reading as lark
 
 
 def _texts_in_yaml(value, found):
@@ -59,23 +49,6 @@ def corpus() -> list[str]:
     spec.loader.exec_module(workload)
     found.append(workload.rules_text(workload.make_rule_specs(100, 1)))
     return found
-
-
-def fast(text: str):
-    """(items, comments, diagnostics) from the fast parser, or None when it gives the text to Lark."""
-    builder = ASTBuilder()
-    builder.path = "f.rules"
-    try:
-        items, comments = FastParser(builder).parse(text)
-    except Bail:
-        return None
-    return dump(items), dump(comments), [dataclasses.astuple(d) for d in builder.diagnostics.items]
-
-
-def lark(text: str):
-    diagnostics = Diagnostics()
-    module = parse_with_lark(text, "f.rules", diagnostics)
-    return dump(module.items), dump(module.comments), [dataclasses.astuple(d) for d in diagnostics.items]
 
 
 def same_or_bail(text: str) -> bool:

@@ -26,9 +26,9 @@ from lark import Lark
 from lark.exceptions import UnexpectedInput
 
 from ruledesk.grammar.diagnostics import Diagnostics
-from ruledesk.grammar.fastparse import Bail, FastParser
 from ruledesk.grammar.parser import grammar_text, parse, parse_with_lark
-from ruledesk.grammar.transformer import ASTBuilder
+from support import ast_dump as dump
+from support import fast_reading as fast
 
 _HUNT = os.environ.get("RULEDESK_FUZZ_EXAMPLES")
 
@@ -43,29 +43,8 @@ def fuzz(examples: int):
 _RECOGNISER = Lark(grammar_text(), parser="lalr", lexer="contextual", strict=True)
 
 
-def dump(value):
-    """Everything in a tree, locations and raw text included (AST equality leaves them out)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return (type(value).__name__,) + tuple(dump(getattr(value, f.name)) for f in dataclasses.fields(value)
-                                               if f.name != "source")
-    if isinstance(value, (tuple, list)):
-        return tuple(dump(v) for v in value)
-    return (type(value).__name__, value)
-
-
 def _diagnostics(diagnostics: Diagnostics) -> list:
     return [dataclasses.astuple(d) for d in diagnostics.items]
-
-
-def fast(text: str):
-    """(items, comments, diagnostics) as the fast parser reads the text, or None when it gives up."""
-    builder = ASTBuilder()
-    builder.path = "f.rules"
-    try:
-        items, comments = FastParser(builder).parse(text)
-    except (Bail, RecursionError):
-        return None
-    return dump(tuple(items)), dump(tuple(comments)), _diagnostics(builder.diagnostics)
 
 
 def lark_accepts(text: str) -> bool:
