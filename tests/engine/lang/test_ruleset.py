@@ -58,21 +58,28 @@ def test_without_warm_the_functions_compile_on_first_use(monkeypatch):
     assert calls  # the control for the test above: the patch does see lazy compilation
 
 
+def _asked_at_once(ask, threads: int = 8) -> list:
+    """What ``ask()`` returned in each of ``threads`` threads started to ask at the same moment."""
+    start = threading.Barrier(threads)
+    seen = []
+
+    def one():
+        start.wait()
+        seen.append(ask())
+
+    workers = [threading.Thread(target=one) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(seen) == threads
+    return seen
+
+
 def test_match_why_is_defined_once_when_threads_ask_at_the_same_time(monkeypatch):
     ruleset = _build()
     plan = ruleset.plan("Order is Imported")
-    start = threading.Barrier(8)
-    seen = []
-
-    def ask():
-        start.wait()
-        seen.append(plan.match_why)
-
-    threads = [threading.Thread(target=ask) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    seen = _asked_at_once(lambda: plan.match_why)
     assert len({id(fn) for fn in seen}) == 1 and seen[0] is plan.match_why
     fired, missed, _ = plan.match_why({"shipping": {"country": "C3"}, "order_items": []}, {}, {}, None)
     assert fired == [] and all(plan.deciding(i, missed) is not None for i in range(40))
@@ -161,18 +168,7 @@ def test_a_rules_why_is_written_once_when_threads_ask_at_the_same_time_with_its_
 rule "off" disabled {{ when "Order is Imported"
     if order.shipping_method in ["Ground", "Air"] and order.email != "{long}" then "Tag Order"(name: "x") }}'''
     rule = build_ruleset({"r.rules": text}, default_events(), default_actions()).rule("off")
-    start = threading.Barrier(8)
-    seen = []
-
-    def ask():
-        start.wait()
-        seen.append(rule.why)
-
-    threads = [threading.Thread(target=ask) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    seen = _asked_at_once(lambda: rule.why)
     assert len({id(fn) for fn in seen}) == 1
     assert rule.why({"shipping_method": "Ground", "email": "a"}, {}, {}, None) is None
     assert rule.why({"shipping_method": "Sea"}, {}, {}, None) == (0, "Sea", ["Ground", "Air"])
