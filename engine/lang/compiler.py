@@ -592,15 +592,15 @@ class Compiler:
         the match reads the expression once and runs only the rules of the value it has (a rule of
         a list is under each of its strings), plus every rule not indexed.  A dimension of fewer
         than ``_MIN_INDEXED`` rules costs more than it saves: its rules are tested one by one."""
+        index = _Index([None] * len(rules), [None] * len(rules), [])
+        if not self.index:
+            index.clauses = tuple(index.clauses)
+            return index
         found: list[tuple[str, tuple[str, ...], int] | None] = [self._lookup(checked, fn) for checked in rules]
         by_key: dict[str, list[int]] = {}
         for position, entry in enumerate(found):
             if entry is not None:
                 by_key.setdefault(entry[0], []).append(position)
-        index = _Index([None] * len(rules), [None] * len(rules), [])
-        if not self.index:
-            index.clauses = tuple(index.clauses)
-            return index
         for key, positions in by_key.items():
             if len(positions) < _MIN_INDEXED:
                 continue

@@ -528,17 +528,16 @@ class Engine:
                 if explain != OFF:
                     log.append((_SKIPPED, rules, index, f"not evaluated: {rule.name!r} stopped processing"))
                 return
-            if runner.changed and (runner.touched is None or plan.reads is None or runner.touched & plan.reads):
+            if batch and runner.changed and (runner.touched is None or plan.reads is None
+                                             or runner.touched & plan.reads):
                 # Later conditions must see the order as this rule left it: match again (indexed,
-                # cheaper than the rules' own functions, which then need no compiling at all).
-                if not batch:
-                    pass  # a full trace evaluates every rule on its own anyway
-                elif explain == DECIDING:
+                # cheaper than the rules' own functions, which then need no compiling at all).  A
+                # full trace (not batch) evaluates every rule on its own anyway.
+                if explain == DECIDING:
                     hits, missed, snapshot = plan.match_why(order, event_ns, store, now)
-                    position = bisect_left(hits, index)
                 else:
                     hits = plan.match(order, event_ns, store, now)
-                    position = bisect_left(hits, index)
+                position = bisect_left(hits, index)
 
 
 def derived_event_id(name: str, order: Any, payload: Any, store: str) -> str:
