@@ -1,0 +1,1 @@
+"""Where the daemon keeps its state: the Store interface and its SQLite and PostgreSQL backends."""
