@@ -6,7 +6,7 @@ import signal
 
 import typer
 
-from ruledesk.engine.cli import catalogue, check, explain, fmt, press, run, test, version
+from ruledesk.engine.cli import catalogue, check, config, explain, fmt, press, run, test, version
 
 app = typer.Typer(
     name="ruledesk",
@@ -31,6 +31,7 @@ app.command()(press.press)
 app.command()(catalogue.events)
 app.command()(catalogue.actions)
 app.command()(version.version)
+app.add_typer(config.app, name="config")
 
 
 def main() -> None:
