@@ -115,7 +115,7 @@ class MemoryRunner:
             return Failed(f"no handler for job kind {job.kind!r}")
         # a copy: orders change through events and their rules, never behind them
         order = copy.deepcopy(self.orders.get(OrderRef(job.store, job.order_id), {"id": job.order_id}))
-        context = JobContext(order, self._store(job.store), self.clients, self.clock, attempt)
+        context = JobContext(order, self._store(job.store), self.clients, self.clock, attempt, self.max_attempts)
         try:
             outcome = handler(job, context)
         except Exception as exc:  # a broken handler fails its job, never the runner

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,9 +84,22 @@ class JobContext:
     clients: Mapping[str, Any]
     clock: Callable[[], _dt.datetime]
     attempt: int = 1
+    max_attempts: int = 5
 
     def now(self) -> _dt.datetime:
         return self.clock()
+
+    @property
+    def final(self) -> bool:
+        """This is the last attempt: a handler gives up now with its failure event (``Failed(events=...)``)
+        rather than a ``Retry`` the runner would turn into a bare failure."""
+        return self.attempt >= self.max_attempts
+
+    def backoff(self, base: float = 1.0, cap: float = 300.0, rng: Callable[[], float] = random.random
+                ) -> _dt.datetime:
+        """When to try again after this attempt: exponential backoff with full jitter (a random time
+        up to ``base * 2**(attempt-1)`` seconds, at most ``cap``), so failed jobs do not retry in step."""
+        return self.clock() + _dt.timedelta(seconds=rng() * min(cap, base * 2 ** (self.attempt - 1)))
 
 
 Handler = Callable[[Job, JobContext], Outcome]

@@ -257,6 +257,12 @@ class Engine:
             return self._event(load(text), None)
         return self._event(*typed)
 
+    def event_for(self, data: dict[str, Any], order: dict[str, Any]) -> Event:
+        """Validate an incoming event (name, store, payload) that runs on ``order``, an order in the
+        runtime representation already (the state a store keeps of it): ``data``'s own order, if
+        any, is not looked at.  The daemon's worker runs stored events on stored orders with it."""
+        return self._event({**data, "order": {}}, order)
+
     def _event(self, data: Event | dict[str, Any], order: dict[str, Any] | None) -> Event:
         """``event(data)``; ``order``: the order of ``data`` already validated (by the typed path)."""
         try:

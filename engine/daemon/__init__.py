@@ -1,0 +1,1 @@
+"""The daemon: configuration, workers, the HTTP API, the reloader and file watcher, metrics."""
