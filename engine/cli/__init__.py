@@ -6,7 +6,7 @@ import signal
 
 import typer
 
-from ruledesk.engine.cli import catalogue, check, config, explain, fmt, press, run, test, version
+from ruledesk.engine.cli import catalogue, check, config, explain, fmt, press, run, serve, test, version
 
 app = typer.Typer(
     name="ruledesk",
@@ -30,6 +30,9 @@ app.command()(explain.explain)
 app.command()(press.press)
 app.command()(catalogue.events)
 app.command()(catalogue.actions)
+app.command()(serve.serve)
+app.add_typer(serve.tokens_app, name="tokens")
+app.command()(serve.reload)
 app.command()(version.version)
 app.add_typer(config.app, name="config")
 

@@ -1,0 +1,243 @@
+"""`ruledesk serve`: the daemon (HTTP API, JSONL intake, workers, jobs, schedules, hot reload);
+`ruledesk tokens create`; `ruledesk reload`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ruledesk.engine.cli.options import EXIT_ERRORS, EXIT_USAGE, ConfigOption, RulesOption, load_config_or_exit, \
+    rule_paths, stderr
+from ruledesk.engine.model.config import Config
+from ruledesk.engine.store import StoreError, open_store
+
+DEFAULT_DB = "sqlite:///ruledesk.db"
+DEFAULT_PIDFILE = "ruledesk.pid"
+
+DbOption = Annotated[str, typer.Option("--db", metavar="URL", help="sqlite:///path/file.db or postgresql://...")]
+PidfileOption = Annotated[str, typer.Option("--pidfile", metavar="FILE", help="Where serve writes its process id "
+                                            "(reload reads it).")]
+
+
+class JsonLogs(logging.Formatter):
+    """One JSON object per line: time, level, logger and the message (a dict message is merged in)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname.lower(),
+                                "logger": record.name}
+        if isinstance(record.msg, dict):
+            data.update(record.msg)
+        else:
+            data["msg"] = record.getMessage()
+        if record.exc_info:
+            data["error"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def _logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogs())
+    root = logging.getLogger("ruledesk")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def serve(
+    rules: RulesOption = None,
+    db: DbOption = DEFAULT_DB,
+    host: Annotated[str, typer.Option("--host", metavar="H", help="The address the HTTP API listens on.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="N", help="The HTTP API's port (0: any free port).")] = 8080,
+    config: ConfigOption = None,
+    follow: Annotated[list[str] | None, typer.Option(
+        "--follow", metavar="FILE", show_default=False,
+        help="Read JSONL events from FILE as it grows (\"-\": standard input), besides the HTTP API.")] = None,
+    exit_when_idle: Annotated[bool, typer.Option(
+        "--exit-when-idle", help="Stop once the --follow inputs are read and nothing is left to do.")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker threads claiming events.")] = 1,
+    lease: Annotated[float, typer.Option("--lease", min=1.0, metavar="SECONDS",
+                                         help="How long a claim holds its orders (renewed while it works).")] = 30.0,
+    max_body: Annotated[int, typer.Option("--max-body", metavar="BYTES", help="Larger request bodies get 413.")]
+    = 5 * 1024 * 1024,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print the decisions on standard output.")]
+    = False,
+    watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Reload when rule files, templates or the "
+                                        "configuration change.")] = True,
+    log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL")] = "info",
+    pidfile: PidfileOption = DEFAULT_PIDFILE,
+) -> None:
+    """Run the daemon: events in over HTTP (and --follow), rules run, effects out exactly once.
+
+    Events are stored before they are acknowledged; workers run them, one order at a time and in
+    order, and commit each event's order change, decisions and jobs in one transaction; jobs run
+    once in effect; `every D in folder` rules run once per period; rule files reload when they
+    change (SIGHUP or `ruledesk reload` forces it).  Decisions are printed as JSON lines on
+    stdout, logs are JSON lines on stderr.  SIGTERM or Ctrl-C drains the work in progress and stops.
+    """
+    import uvicorn
+
+    from ruledesk.engine.daemon.api import create_app
+    from ruledesk.engine.daemon.service import Daemon, Options
+
+    err = stderr()
+    _logging(log_level)
+    if config is None and Path("ruledesk.yaml").is_file():
+        config = "ruledesk.yaml"
+    settings = load_config_or_exit(config, err) or Config()
+    try:
+        store = open_store(db)
+    except (StoreError, ValueError) as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    options = Options(rules=rule_paths(rules), config_path=config, workers=workers, lease=lease,
+                      watch=watch, print_decisions=None if quiet else sys.stdout)
+    daemon = Daemon(store, settings, options)
+    try:
+        daemon.start_ruleset()
+    except Exception as exc:
+        from ruledesk.engine.daemon.service import _describe
+        err.print(_describe(exc))
+        err.print("error: the rule files have errors and the store has no earlier ruleset to serve; nothing runs")
+        store.close()
+        raise typer.Exit(EXIT_ERRORS) from None
+    if daemon.ruleset_source == "store":
+        err.print(f"WARNING: the rule files have errors; serving the last good ruleset {daemon.ruleset.version} "
+                  "from the store (see /readyz)")
+    try:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        err.print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}")
+        store.close()
+        raise typer.Exit(EXIT_USAGE) from None
+    bound = sock.getsockname()[1]
+    app = create_app(daemon, max_body=max_body)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                           timeout_graceful_shutdown=5))
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:  # uvicorn's handlers come first; these run after it
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda signum, frame: daemon.request_reload())
+    Path(pidfile).write_text(f"{os.getpid()}\n", encoding="utf-8")
+    daemon.start()
+    for source in follow or ():
+        daemon.follow(source, keep_following=not exit_when_idle)
+    logging.getLogger("ruledesk.daemon").info(
+        {"msg": "serving", "url": f"http://{host}:{bound}", "db": store.url_for_display,
+         "ruleset": daemon.ruleset.version, "pid": os.getpid()})
+    err.print(f"ruledesk serving on http://{host}:{bound} (store {store.url_for_display}, "
+              f"ruleset {daemon.ruleset.version[:19]}); Ctrl-C stops")
+    watchers = []
+    if exit_when_idle:
+        watchers.append(threading.Thread(target=_exit_when_idle, args=(daemon, server), daemon=True))
+    if sys.stderr.isatty():
+        watchers.append(threading.Thread(target=_progress, args=(daemon, server), daemon=True))
+    for thread in watchers:
+        thread.start()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        daemon.stop()
+        store.close()
+        with contextlib.suppress(OSError):
+            Path(pidfile).unlink()
+    err.print(f"ruledesk stopped: {daemon.received} events received, {daemon.processed} processed")
+
+
+def _exit_when_idle(daemon: Any, server: Any) -> None:
+    quiet_since = None
+    while not server.should_exit:
+        time.sleep(0.1)
+        try:
+            idle = daemon.idle()
+        except StoreError:
+            idle = False
+        if not idle:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > 0.3:
+            server.should_exit = True
+
+
+def _progress(daemon: Any, server: Any) -> None:
+    while not server.should_exit:
+        time.sleep(1.0)
+        try:
+            counts = daemon.store.counts()
+        except StoreError:
+            counts = {}
+        line = (f"received {daemon.received}, processed {daemon.processed}, pending {counts.get('events_pending', 0)}"
+                f", poison {counts.get('events_poison', 0)}, jobs pending {counts.get('jobs_pending', 0)}"
+                f" | ruleset {daemon.ruleset.version[7:19] if daemon.ruleset else '-'}")
+        sys.stderr.write(f"\r\033[K{line}")
+        sys.stderr.flush()
+
+
+tokens_app = typer.Typer(help="API tokens: one store each, read or write scope.", no_args_is_help=True,
+                         rich_markup_mode=None)
+
+
+@tokens_app.command("create")
+def create_token(
+    store: Annotated[str, typer.Option("--store", metavar="NAME", help="The store the token may use.")],
+    scope: Annotated[str, typer.Option("--scope", metavar="read|write", help="read: GET only; write: also post "
+                                       "events, press buttons, replay.")] = "read",
+    db: DbOption = DEFAULT_DB,
+    label: Annotated[str | None, typer.Option("--label", metavar="TEXT", help="A note to tell tokens apart.")]
+    = None,
+) -> None:
+    """Create an API token; it is printed once, alone as the last word of the last line (only its
+    hash is stored)."""
+    err = stderr()
+    if scope not in ("read", "write"):
+        err.print(f"error: --scope is read or write, not {scope!r}")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        with open_store(db) as opened:
+            known = opened.store_names()
+            if known and store not in known:
+                err.print(f"warning: store {store!r} is not in the configuration the daemon last started with "
+                          f"({', '.join(known)})")
+            token = opened.create_token(store, scope, time.time(), label)
+    except (StoreError, ValueError) as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    print(f"created a {scope} token for store {store}; it is shown only now:\n{token}")
+
+
+def reload(pidfile: PidfileOption = DEFAULT_PIDFILE,
+           pid: Annotated[int | None, typer.Option("--pid", metavar="PID", help="The daemon's process id "
+                                                   "(instead of --pidfile).", show_default=False)] = None) -> None:
+    """Make a running `ruledesk serve` reload its rule files and configuration now (SIGHUP)."""
+    err = stderr()
+    if pid is None:
+        try:
+            pid = int(Path(pidfile).read_text(encoding="utf-8").strip())
+        except (OSError, ValueError) as exc:
+            err.print(f"error: cannot read the daemon's pid from {pidfile}: {getattr(exc, 'strerror', None) or exc}")
+            raise typer.Exit(EXIT_USAGE) from None
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        err.print(f"error: cannot signal process {pid}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    print(f"asked ruledesk (pid {pid}) to reload")
