@@ -6,6 +6,8 @@ formatter uses it to prove that its output parses back to the same rules.
 
 from __future__ import annotations
 
+import functools
+
 import decimal
 import re
 from dataclasses import dataclass, field
@@ -347,13 +349,19 @@ def walk(node: object):
                 push(value)
 
 
+@functools.lru_cache(maxsize=64)
+def _lines(text: str) -> list[str]:
+    """The lines of a rule file's text (kept: explanations quote clauses of the same files again and again)."""
+    return text.splitlines()
+
+
 def source_text(node: Node, sources: dict[str, str]) -> str:
     """The text of ``node`` as written in its rule file (whitespace runs folded)."""
     loc = node.loc
     text = sources.get(loc.file)
     if text is None or not loc.line:
         return type(node).__name__
-    lines = text.splitlines()
+    lines = _lines(text)
     if loc.end_line == loc.line:
         snippet = lines[loc.line - 1][loc.col - 1:loc.end_col - 1]
     else:
