@@ -1,0 +1,1 @@
+"""The ruledesk daemon: hot reload of the rules, and the long-running service around the engine."""
