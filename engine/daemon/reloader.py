@@ -106,7 +106,7 @@ class _Watches:
         for key, (watch, identity) in list(self._scheduled.items()):
             if key not in wanted or key[0] in gone or watch not in live or _identity(key[0]) != identity:
                 del self._scheduled[key]
-                self._unschedule(watch)
+                self._observer.unschedule(watch)
         added = False
         for key in wanted:
             if key not in self._scheduled:
@@ -125,11 +125,6 @@ class _Watches:
         self._scheduled[(directory, recursive)] = (watch, identity)
         return True
 
-    def _unschedule(self, watch: ObservedWatch) -> None:
-        try:
-            self._observer.unschedule(watch)
-        except KeyError:
-            pass
 
 
 def _identity(directory: str) -> tuple[int, int] | None:
@@ -271,7 +266,12 @@ class Reloader(Generic[T]):
             with self._watching:
                 if self._stopping:
                     return False
-                if self._watches.sync(gone):
+                try:
+                    rescheduled = self._watches.sync(gone)
+                except Exception:  # noqa: BLE001 - watching goes on with the watches that work; retried later
+                    log.exception("checking the watches failed")
+                    rescheduled = False
+                if rescheduled:
                     with self._changed:
                         self._note_change(time.monotonic())
             with self._changed:
