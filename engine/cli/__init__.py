@@ -6,7 +6,7 @@ import signal
 
 import typer
 
-from ruledesk.engine.cli import catalogue, check, config, explain, fmt, press, run, serve, test, version
+from ruledesk.engine.cli import catalogue, check, config, explain, fmt, press, replay, run, serve, test, version
 
 app = typer.Typer(
     name="ruledesk",
@@ -28,6 +28,7 @@ app.command()(run.run)
 app.command("test")(test.test_command)
 app.command()(explain.explain)
 app.command()(press.press)
+app.command()(replay.replay)
 app.command()(catalogue.events)
 app.command()(catalogue.actions)
 app.command()(serve.serve)
