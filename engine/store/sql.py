@@ -17,6 +17,9 @@ _EVENT_COLUMNS = ("seq, id, store, order_id, name, kind, body, source, status, a
 _JOB_COLUMNS = ("key, kind, store, order_id, event_id, body, status, attempts, due_at, hops, error, detail,"
                 " created_at, finished_at")
 
+# an order whose lease is still running (the candidate row is ``e``; the parameter is now)
+_HELD = "SELECT 1 FROM order_leases l WHERE l.store = e.store AND l.order_id = e.order_id AND l.until >= ?"
+
 
 class LeaseLost(StoreError):
     """The claim's lease ended and another worker took its orders: nothing of it was committed."""
@@ -183,8 +186,9 @@ class SqlStore:
         and return their pending events in inbox order (at most ``limit``) with their stored state."""
         until = now + lease
         with self._transaction() as tx:
-            candidates = tx.rows(f"SELECT store, order_id FROM events WHERE status = 'pending' ORDER BY seq"
-                                 f" LIMIT ?{self.SKIP_LOCKED}", (limit,))
+            # orders someone else holds are passed over: a busy order must not starve the others
+            candidates = tx.rows(f"SELECT store, order_id FROM events e WHERE status = 'pending' AND NOT EXISTS"
+                                 f" ({_HELD}) ORDER BY seq LIMIT ?{self.SKIP_LOCKED}", (now, limit))
             wanted = list(dict.fromkeys((store, order_id) for store, order_id in candidates))[:orders]
             if not wanted:
                 return None
@@ -261,8 +265,9 @@ class SqlStore:
         an event of its order) and return the job with the order's stored state."""
         until = now + lease
         with self._transaction() as tx:
-            candidates = tx.rows(f"SELECT key, store, order_id FROM jobs WHERE status = 'pending' AND due_at <= ?"
-                                 f" ORDER BY due_at LIMIT 20{self.SKIP_LOCKED}", (now,))
+            candidates = tx.rows(f"SELECT key, store, order_id FROM jobs e WHERE status = 'pending' AND due_at <= ?"
+                                 f" AND NOT EXISTS ({_HELD}) ORDER BY due_at LIMIT 20{self.SKIP_LOCKED}",
+                                 (now, now))
             for key, store, order_id in candidates:
                 self._lease(tx, [(store, order_id)], holder, until, now)
                 got = tx.one("SELECT 1 FROM order_leases WHERE store = ? AND order_id = ? AND holder = ?",
