@@ -188,7 +188,7 @@ class Daemon:
         if self.options.watch:
             self._start_reloader()
 
-    def _start_reloader(self) -> None:  # pragma: no cover - until the reloader lands
+    def _start_reloader(self) -> None:
         from ruledesk.engine.daemon.reloader import Reloader
         paths = list(self.options.rules)
         if self.options.config_path:
