@@ -144,10 +144,10 @@ def create_app(daemon: Daemon, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
         name = for_store(token, store)
         bodies = await run_in_threadpool(daemon.store.decisions, name, order_id)
         if explain:
-            return Response(b"[" + ",".join(bodies).encode() + b"]", media_type="application/json")
+            return _json(await run_in_threadpool(lambda: [daemon.explained(text) for text in bodies]))
         decisions = [orjson.loads(text) for text in bodies]
         for decision in decisions:
-            decision.pop("explain", None)
+            decision.pop("why", None)
         return _json(decisions)
 
     @app.post("/v1/orders/{order_id}/buttons/{label}", status_code=202, summary="Press a rule button for an order",

@@ -24,6 +24,7 @@ from ruledesk.engine.model.config import Config
 from ruledesk.engine.model.context import utcnow
 from ruledesk.engine.model.jobs import HANDLERS, JobHandlers
 from ruledesk.engine.model.order import load_json, to_json_text
+from ruledesk.engine.run.decision import stored_explanation
 from ruledesk.engine.run.engine import Engine, default_actions, default_events
 from ruledesk.engine.store.base import Inbound, StoreError
 from ruledesk.engine.store.sql import SqlStore
@@ -85,6 +86,7 @@ class Daemon:
         self.reloader = None
         self.follows: list[threading.Thread] = []
         self._periods: dict[str, str] = {}
+        self._old_rulesets: dict[str, Ruleset] = {}
         self.processed = 0
         self.received = 0
 
@@ -165,6 +167,32 @@ class Daemon:
         self.metrics.reloads.labels(result="failure").inc()
         log.error("reload failed; ruleset %s keeps running:\n%s", self.ruleset.version if self.ruleset else None,
                   self.ruleset_problem)
+
+    def ruleset_for(self, version: str) -> Ruleset | None:
+        """The ruleset ``version`` (the active one, or one the store kept), to explain old decisions."""
+        active = self.ruleset
+        if active is not None and active.version == version:
+            return active
+        cached = self._old_rulesets.get(version)
+        if cached is None:
+            sources = self.store.ruleset_sources(version)
+            if sources is None:
+                return None
+            cached = build_ruleset(json.loads(sources), self.events, self.actions)
+            if len(self._old_rulesets) >= 4:
+                self._old_rulesets.pop(next(iter(self._old_rulesets)))
+            self._old_rulesets[version] = cached
+        return cached
+
+    def explained(self, text: str) -> dict[str, Any]:
+        """A stored decision with its explanation (``explain``) instead of the compact ``why``."""
+        decision = load_json(text)  # numbers as Decimals, as the explanation compared them
+        why = decision.pop("why", None)
+        if why is not None:
+            ruleset = self.ruleset_for(decision.get("ruleset", ""))
+            decision["explain"] = (stored_explanation(why, ruleset) if ruleset is not None else
+                                   [{"rule": entry[0], "fired": bool(entry[1])} for entry in why])
+        return decision
 
     def request_reload(self) -> None:
         if self.reloader is not None:

@@ -38,7 +38,7 @@ class Handled:
 
     event: StoredEvent
     result: Result | None
-    decisions: list[str]  # section 8 JSON text of each decision (with the explanation)
+    decisions: list[str]  # section 8 JSON text of each decision, with the compact explanation ("why")
     seconds: float
     error: str | None = None
 
@@ -106,7 +106,7 @@ class Worker:
                 if current is None and claim.orders.get(ref) is not None:
                     current = parse_order_json(claim.orders[ref])
                 result = self._run(engine, stored, current)
-                texts = [d.to_json_text(explain=True) for d in result.decisions]
+                texts = [d.stored_text() for d in result.decisions]
                 touched = {(r.store, r.order_id): order for r, order in result.orders.items() if r.order_id}
             except Exception as exc:  # a poison event: counted, tried again, set aside at max_attempts
                 error = f"{type(exc).__name__}: {exc}"

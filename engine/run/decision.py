@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, NamedTuple
 
+import orjson
+
 from ruledesk.engine.model.jobs import Job
-from ruledesk.engine.model.order import dump_order, dump_value, to_json, to_json_text
-from ruledesk.engine.run.explain import RuleOutcome, explain_lines
+from ruledesk.engine.model.order import dump_order, dump_value, format_datetime, parse_datetime, to_json, to_json_text
+from ruledesk.engine.run.explain import Rendered, RuleOutcome, explain_lines, render_value
 
 
 @dataclass
@@ -70,6 +75,36 @@ class Decision:
             self._outcomes = [outcome for entry in self._log for outcome in _outcomes_of(entry)]
         return self._outcomes
 
+    def why(self) -> list[list]:
+        """The explanation in the compact form a store keeps: one entry per rule of the event, in
+        evaluation order: ``[name, 1]`` fired; ``[name, 0, clause, [values]]`` did not fire,
+        ``clause`` being the index of the deciding clause among the rule's top-level clauses and
+        the values the ones it compared; ``[name, 0, null, note]`` not evaluated.  Cheaper than
+        ``to_json(explain=True)`` (no clause text, no rendering): ``stored_explanation`` turns it
+        into that form again with the ruleset it names."""
+        out: list[list] = []
+        for entry in self._log:
+            kind = entry[0]
+            if kind == _MISSED:
+                _, plan, low, high, missed, snapshot, order, event_ns, store = entry
+                rules = plan.rules
+                for i in range(low, high):
+                    clause = plan.deciding(i, missed)
+                    values = plan.values(i, clause, snapshot, order, event_ns, store)
+                    out.append([rules[i].name, 0, clause, [v if v.__class__ in _PLAIN else _plain(v)
+                                                           for v in values]])
+            elif kind == _ONE:
+                _, rule, fired, why, _trace = entry
+                if fired:
+                    out.append([rule.name, 1])
+                else:
+                    out.append([rule.name, 0, why[0] if why else None,
+                                [v if v.__class__ in _PLAIN else _plain(v) for v in (why[1:] if why else ())]])
+            else:
+                _, rules, start, note = entry
+                out.extend([rule.name, 0, None, note] for rule in rules[start:])
+        return out
+
     def explain(self, full: bool = False) -> list[str]:
         """Readable lines: every rule of the event, fired or the clause that decided it did not."""
         return explain_lines(self.outcomes, self.sources, full)
@@ -94,6 +129,16 @@ class Decision:
             return to_json_text(self._data(explain, False))
         except (TypeError, ValueError):  # what orjson refuses (an int past 64 bits, a lone surrogate, ...)
             return to_json(self._data(explain, True), dumped=True)
+
+    def stored_text(self) -> str:
+        """The decision as a store keeps it: ``to_json_text()`` with the compact ``why`` (see ``why``)."""
+        data = self._data(False, False)
+        data["why"] = self.why()
+        try:
+            return to_json_text(data)
+        except (TypeError, ValueError):  # what orjson refuses: json, with the numbers as numbers
+            why = json.loads(orjson.dumps(data["why"], default=str), parse_float=Decimal)
+            return to_json(self._data(False, True) | {"why": why}, dumped=False)
 
     def _data(self, explain: bool, dumped: bool) -> dict[str, Any]:
         if dumped or self._live is None:
@@ -185,6 +230,55 @@ class Result:
 
 
 _MISSED, _ONE, _SKIPPED = range(3)  # kinds of Decision._log entries
+_PLAIN = frozenset((str, int, bool, type(None)))
+
+
+def _plain(value: Any) -> Any:
+    """A compared value as JSON holds it and ``stored_explanation`` reads it back: a Decimal as the
+    number it is (exponent kept: 50.00 stays 50.00), a datetime as {"$date": text}, lists and sets
+    as lists, anything else as {"$text": how a rule would write it}."""
+    if isinstance(value, Decimal):
+        text = str(value)
+        return orjson.Fragment(text) if value.is_finite() else text
+    if isinstance(value, _dt.datetime):
+        return {"$date": format_datetime(value)}
+    if isinstance(value, (list, tuple)):
+        return [v if v.__class__ in _PLAIN else _plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((v if v.__class__ in _PLAIN else _plain(v) for v in value), key=str)
+    if isinstance(value, dict):
+        return {str(k): v if v.__class__ in _PLAIN else _plain(v) for k, v in value.items()}
+    return {"$text": render_value(value, limit=10_000)}
+
+
+def _runtime(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1:
+        if "$date" in value:
+            return parse_datetime(value["$date"]) or value["$date"]
+        if "$text" in value:
+            return Rendered(value["$text"])
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return value
+
+
+def stored_explanation(why: list[list], ruleset: Any) -> list[dict[str, Any]]:
+    """The ``explain`` list of ``to_json(explain=True)`` from a stored decision's compact ``why``
+    and the ruleset it was made with (by version: the store keeps every ruleset's sources)."""
+    out = []
+    for entry in why:
+        rule = ruleset.rule(entry[0])
+        if rule is None:  # cannot happen with the right ruleset; said rather than hidden
+            out.append({"rule": entry[0], "fired": bool(entry[1]), "note": "not in the ruleset"})
+            continue
+        if entry[1]:
+            outcome = RuleOutcome(rule, True)
+        elif entry[2] is None and isinstance(entry[3], str):
+            outcome = RuleOutcome(rule, False, note=entry[3])
+        else:
+            outcome = RuleOutcome(rule, False, entry[2], tuple(_runtime(v) for v in entry[3]))
+        out.append(outcome.to_json(ruleset.sources))
+    return out
 
 
 def _outcomes_of(entry: tuple) -> list[RuleOutcome]:

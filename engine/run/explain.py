@@ -89,7 +89,13 @@ def render_value(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+class Rendered(str):
+    """A value already written as a rule author would write it (from a stored explanation)."""
+
+
 def _render(value: Any) -> str:
+    if value.__class__ is Rendered:
+        return str.__str__(value)
     if value is None:
         return "null"
     if value is True:

@@ -389,6 +389,12 @@ class SqlStore:
             tx.run("INSERT INTO rulesets (version, sources, activated_at) VALUES (?, ?, ?) ON CONFLICT (version)"
                    " DO UPDATE SET activated_at = excluded.activated_at", (version, sources, now))
 
+    def ruleset_sources(self, version: str) -> str | None:
+        """The sources (JSON text) of a ruleset that was active once."""
+        with self._read() as tx:
+            row = tx.one("SELECT sources FROM rulesets WHERE version = ?", (version,))
+        return row[0] if row else None
+
     def last_ruleset(self) -> tuple[str, str] | None:
         """The version and sources of the ruleset activated last."""
         with self._read() as tx:

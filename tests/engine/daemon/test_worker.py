@@ -100,7 +100,7 @@ def test_processing_writes_the_order_decisions_jobs_and_ruleset(store):
     decisions = [json.loads(text) for text in store.decisions_of("e1")]
     assert [d["event"] for d in decisions] == ["Order is Imported", "Folder is Changed"]
     assert decisions[0]["fired"] == ["Route", "Tag", "Announce"]
-    assert isinstance(decisions[0]["explain"], list) and decisions[0]["explain"]
+    assert [entry[:2] for entry in decisions[0]["why"]][:3] == [["Route", 1], ["Tag", 1], ["Announce", 1]]
     assert store.decisions("default", "42") == store.decisions_of("e1")
     expected = engine.process(json.loads(imported("e1").body)).jobs
     [job] = store.jobs()
