@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -66,7 +67,8 @@ def serve(
         help="Read JSONL events from FILE as it grows (\"-\": standard input), besides the HTTP API.")] = None,
     exit_when_idle: Annotated[bool, typer.Option(
         "--exit-when-idle", help="Stop once the --follow inputs are read and nothing is left to do.")] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker threads claiming events.")] = 1,
+    workers: Annotated[int, typer.Option("--workers", min=0, metavar="N", help="Worker processes running the "
+                                         "rules (0: in this process; N: this process only takes events in).")] = 0,
     lease: Annotated[float, typer.Option("--lease", min=1.0, metavar="SECONDS",
                                          help="How long a claim holds its orders (renewed while it works).")] = 30.0,
     max_body: Annotated[int, typer.Option("--max-body", metavar="BYTES", help="Larger request bodies get 413.")]
@@ -77,6 +79,7 @@ def serve(
                                         "configuration change.")] = True,
     log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL")] = "info",
     pidfile: PidfileOption = DEFAULT_PIDFILE,
+    role: Annotated[str, typer.Option("--role", hidden=True)] = "all",
 ) -> None:
     """Run the daemon: events in over HTTP (and --follow), rules run, effects out exactly once.
 
@@ -101,8 +104,9 @@ def serve(
     except (StoreError, ValueError) as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
-    options = Options(rules=rule_paths(rules), config_path=config, workers=workers, lease=lease,
-                      watch=watch, print_decisions=None if quiet else sys.stdout)
+    options = Options(rules=rule_paths(rules), config_path=config, lease=lease, watch=watch,
+                      print_decisions=None if quiet else sys.stdout, work=workers == 0 or role == "worker",
+                      clear_leases=role == "all")
     daemon = Daemon(store, settings, options)
     try:
         daemon.start_ruleset()
@@ -115,6 +119,9 @@ def serve(
     if daemon.ruleset_source == "store":
         err.print(f"WARNING: the rule files have errors; serving the last good ruleset {daemon.ruleset.version} "
                   "from the store (see /readyz)")
+    if role == "worker":
+        _work(daemon, store)
+        return
     try:
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -134,10 +141,24 @@ def serve(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    children: list[subprocess.Popen] = []
+
+    def on_hup(signum: int, frame: Any) -> None:
+        daemon.request_reload()
+        for child in children:
+            child.send_signal(signal.SIGHUP)
+
     if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, lambda signum, frame: daemon.request_reload())
+        signal.signal(signal.SIGHUP, on_hup)
     Path(pidfile).write_text(f"{os.getpid()}\n", encoding="utf-8")
     daemon.start()
+    if workers:
+        args = [sys.executable, "-m", "ruledesk.engine.cli", "serve", "--role", "worker", "--db", db,
+                "--lease", str(lease), "--log-level", log_level, "--watch" if watch else "--no-watch"]
+        args += [part for path in options.rules for part in ("--rules", path)]
+        args += ["--config", config] if config else []
+        args += ["--quiet"] if quiet else []
+        children.extend(subprocess.Popen(args) for _ in range(workers))
     for source in follow or ():
         daemon.follow(source, keep_following=not exit_when_idle)
     logging.getLogger("ruledesk.daemon").info(
@@ -155,11 +176,37 @@ def serve(
     try:
         server.run(sockets=[sock])
     finally:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
         daemon.stop()
+        for child in children:
+            try:
+                child.wait(timeout=9)
+            except subprocess.TimeoutExpired:
+                child.kill()
         store.close()
         with contextlib.suppress(OSError):
             Path(pidfile).unlink()
     err.print(f"ruledesk stopped: {daemon.received} events received, {daemon.processed} processed")
+
+
+def _work(daemon: Any, store: Any) -> None:
+    """A worker process of `serve --workers N`: rules, jobs and schedules, no intake; it stops on
+    SIGTERM (draining) or when the serving process is gone."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda signum, frame: daemon.request_reload())
+    parent = os.getppid()
+    daemon.start()
+    try:
+        while not stop.wait(0.5):
+            if os.getppid() != parent:
+                break
+    finally:
+        daemon.stop()
+        store.close()
 
 
 def _exit_when_idle(daemon: Any, server: Any) -> None:

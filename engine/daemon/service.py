@@ -47,6 +47,8 @@ class Options:
     schedule_tick: float = 1.0
     debounce: float = 0.2
     watch: bool = True
+    work: bool = True  # run the workers, job runners and schedules here (False: intake only, workers elsewhere)
+    clear_leases: bool = True  # SQLite: leases left by a killed daemon are dropped on start (one daemon per file)
     print_decisions: IO[str] | None = None  # decisions as JSON lines, as they happen
 
 
@@ -76,6 +78,8 @@ class Daemon:
         self._busy = 0  # workers and job runners in the middle of something
         self._busy_lock = threading.Lock()
         self.intake = Intake(store, self.engine, wall=self.wall, on_enqueued=self._enqueued)
+        # SQLite written by workers of other processes makes a writer wait for the file lock: not on the event loop
+        self.intake.inline = store.backend == "sqlite" and options.work
         self.workers = [Worker(store, self.engine, name=f"{self.name}-w{i}", lease=options.lease,
                                batch=options.batch, max_attempts=options.max_attempts, wall=self.wall,
                                on_handled=self._handled) for i in range(options.workers)]
@@ -201,18 +205,19 @@ class Daemon:
     # ---- threads ------------------------------------------------------------------------------------
     def start(self) -> None:
         """Recover, activate a ruleset and start the background threads."""
-        if self.store.backend == "sqlite":
+        if self.store.backend == "sqlite" and self.options.clear_leases:
             # one daemon per SQLite file: leases left by a killed daemon are its own
             self.store.clear_leases()
         self.store.sync_stores([(s.name, s.id) for s in self.config.stores], self.wall())
         if self._engine is None:
             self.start_ruleset()
-        for worker in self.workers:
-            self._spawn(f"worker {worker.name}", self._loop, worker.run_once, self._wake)
-        for runner in self.runners:
-            self._spawn(f"jobs {runner.name}", self._loop, runner.run_once, None)
-        self._spawn("leases", self._renew_leases)
-        self._spawn("schedules", self._schedules)
+        if self.options.work:
+            for worker in self.workers:
+                self._spawn(f"worker {worker.name}", self._loop, worker.run_once, self._wake)
+            for runner in self.runners:
+                self._spawn(f"jobs {runner.name}", self._loop, runner.run_once, None)
+            self._spawn("leases", self._renew_leases)
+            self._spawn("schedules", self._schedules)
         if self.options.watch:
             self._start_reloader()
 

@@ -160,10 +160,23 @@ class SqlStore:
             return self._insert_events(tx, events, now)
 
     def _insert_events(self, tx: Tx, events: Sequence[Inbound], now: float) -> list[bool]:
-        sql = ("INSERT INTO events (id, store, order_id, name, kind, body, source, status, received_at)"
-               " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (id) DO NOTHING")
-        return [tx.run(sql, (e.id, e.store, e.order_id, e.name, e.kind, e.body, e.source, now)) == 1
-                for e in events]
+        """Insert in one statement per 500 events (one round trip), in the given order; an id is new
+        where the database inserted it, the first time it occurs in ``events``."""
+        inserted: set[str] = set()
+        for start in range(0, len(events), 500):
+            chunk = events[start:start + 500]
+            params: list[Any] = []
+            for e in chunk:
+                params.extend((e.id, e.store, e.order_id, e.name, e.kind, e.body, e.source, now))
+            rows = tx.rows("INSERT INTO events (id, store, order_id, name, kind, body, source, status, received_at)"
+                           " VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, 'pending', ?)"] * len(chunk))
+                           + " ON CONFLICT (id) DO NOTHING RETURNING id", params)
+            inserted.update(row[0] for row in rows)
+        new = []
+        for e in events:
+            new.append(e.id in inserted)
+            inserted.discard(e.id)  # a second copy in the same batch is a duplicate
+        return new
 
     def reject(self, source: str, body: str, reason: str, now: float) -> None:
         """Keep an intake line that could not be taken, with the reason, for inspection."""
