@@ -538,3 +538,42 @@ def test_auth_and_refused_bodies(rules, tmp_path, serves):
     assert get("/v1/orders/nope").status_code == 404
     assert get("/v1/decisions?order_id=A1", token="globex").json() == []
     assert daemon.stop() == 0, daemon.stderr()
+
+
+# ---- 5. a lease taken over while its claim commits (PostgreSQL, store level) ---------------------
+def test_commit_loses_to_a_lease_taken_over_while_it_commits(pg_url):
+    """A worker whose lease ended (it was stalled longer than --lease) and was taken over by another
+    daemon must not commit: the takeover, not yet committed when the stalled worker checks its
+    lease, reads the events as still pending and runs them again.  The check must lock the lease
+    rows, or both commit and every event of the claim gets two decisions."""
+    import psycopg
+
+    from ruledesk.engine.store.base import Inbound, Processed
+    from ruledesk.engine.store.sql import LeaseLost
+
+    with open_store(pg_url) as store:
+        store.enqueue([Inbound("e1", "default", "o1", "Order is Imported", "{}")], 0.0)
+        claim = store.claim("A", 0.0, 1.0)
+        assert claim is not None and [e.id for e in claim.events] == ["e1"]
+        with psycopg.connect(pg_url) as other:  # daemon B takes over the expired lease, not committed yet
+            other.execute("UPDATE order_leases SET holder = 'B', until = 100 WHERE holder = 'A' AND until < 50")
+            outcome: list[BaseException | None] = []
+
+            def commit() -> None:
+                try:
+                    store.commit(claim, [Processed(claim.events[0].seq, "v", [], [])], [], {}, 60.0)
+                    outcome.append(None)
+                except BaseException as exc:
+                    outcome.append(exc)
+
+            thread = threading.Thread(target=commit)
+            thread.start()
+            thread.join(1.0)  # A's commit now waits on B's lock (or has checked already)
+            status = other.execute("SELECT status FROM events WHERE id = 'e1'").fetchone()[0]
+            other.commit()  # B goes on to run e1, which it saw pending
+        thread.join(30)
+        assert not thread.is_alive()
+        assert status == "pending"
+        assert len(outcome) == 1 and isinstance(outcome[0], LeaseLost), \
+            f"A committed work whose lease B had taken over: {outcome}"
+        assert store.event("e1").status == "pending"
