@@ -62,7 +62,6 @@ class SqlStore:
     ID = "INTEGER PRIMARY KEY"
     REAL = "REAL"
     SKIP_LOCKED = ""  # appended to the claim's candidate query
-    FOR_UPDATE = ""  # locks the lease rows a commit checks (SQLite: its write transactions are serial already)
 
     # ---- subclass hooks ---------------------------------------------------------------------
     def _transaction(self) -> contextlib.AbstractContextManager[Tx]:
@@ -211,7 +210,7 @@ class SqlStore:
         whose processing raised are counted and set aside (status poison) at ``max_attempts``; the
         lease ends.  LeaseLost (and nothing committed) if another worker took the orders meanwhile."""
         with self._transaction() as tx:
-            held = self._held(tx, claim.holder)
+            held = tx.one("SELECT count(*) FROM order_leases WHERE holder = ?", (claim.holder,))[0]
             if held != len(claim.orders):
                 raise LeaseLost(f"the lease {claim.holder} ended before its work was committed")
             self._write_orders(tx, orders, now)
@@ -226,12 +225,6 @@ class SqlStore:
                     " THEN 'poison' ELSE 'pending' END WHERE seq = ?",
                     [(u.error, max_attempts, u.seq) for u in unprocessed])
             tx.run("DELETE FROM order_leases WHERE holder = ?", (claim.holder,))
-
-    def _held(self, tx: Tx, holder: str) -> int:
-        """How many leases ``holder`` still has, locked until the transaction ends: a takeover of an
-        expired lease, in flight when this reads, would otherwise run the same events again while
-        this transaction commits them."""
-        return len(tx.rows(f"SELECT order_id FROM order_leases WHERE holder = ?{self.FOR_UPDATE}", (holder,)))
 
     def _write_orders(self, tx: Tx, orders: dict[tuple[str, str], tuple[str, str | None]], now: float) -> None:
         tx.many("INSERT INTO orders (store, id, folder, data, version, updated_at) VALUES (?, ?, ?, ?, 1, ?)"
@@ -287,7 +280,7 @@ class SqlStore:
     def finish_job(self, claim: JobClaim, finish: JobFinish, now: float) -> list[bool]:
         """Record a job attempt's end and put the events it emitted in the inbox, in one transaction."""
         with self._transaction() as tx:
-            held = self._held(tx, claim.holder)
+            held = tx.one("SELECT count(*) FROM order_leases WHERE holder = ?", (claim.holder,))[0]
             if held != 1:
                 raise LeaseLost(f"the lease {claim.holder} ended before the job's end was recorded")
             tx.run("UPDATE jobs SET status = ?, attempts = attempts + 1, due_at = ?, error = ?, detail = ?,"
