@@ -123,9 +123,13 @@ def serve(
         _work(daemon, store)
         return
     try:
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on connections of a socket that says it is
+        # TCP; without it every response on a kept-alive connection waits ~40 ms (Nagle + delayed ACK)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
+                             socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(2048)  # before "serving on" is printed: a client acting on that line is not refused
     except OSError as exc:
         err.print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}")
         store.close()
