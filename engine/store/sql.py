@@ -65,6 +65,7 @@ class SqlStore:
     ID = "INTEGER PRIMARY KEY"
     REAL = "REAL"
     SKIP_LOCKED = ""  # appended to the claim's candidate query
+    FOR_UPDATE = ""  # appended to the commit's lock of its rows (SQLite: the transaction holds the file lock)
 
     # ---- subclass hooks ---------------------------------------------------------------------
     def _transaction(self) -> contextlib.AbstractContextManager[Tx]:
@@ -227,9 +228,15 @@ class SqlStore:
         whose processing raised are counted and set aside (status poison) at ``max_attempts``; the
         lease ends.  LeaseLost (and nothing committed) if another worker took the orders meanwhile."""
         with self._transaction() as tx:
-            held = tx.one("SELECT count(*) FROM order_leases WHERE holder = ?", (claim.holder,))[0]
-            if held != len(claim.orders):
-                raise LeaseLost(f"the lease {claim.holder} ended before its work was committed")
+            # Locks in the claims' order -- the events, then the leases -- so a claim taking over an
+            # expired lease waits for this commit (and then finds the events done) or has taken it
+            # already (and this commit is refused): never both run them, never a deadlock.
+            seqs = sorted(e.seq for e in claim.events)
+            for start in range(0, len(seqs), 500):
+                chunk = seqs[start:start + 500]
+                tx.rows(f"SELECT seq FROM events WHERE seq IN ({', '.join('?' * len(chunk))}) ORDER BY seq"
+                        f"{self.FOR_UPDATE}", chunk)
+            self._check_lease(tx, claim.holder, len(claim.orders))
             self._write_orders(tx, orders, now)
             tx.many("INSERT INTO decisions (event_id, top_event_id, store, order_id, name, ruleset, body, created_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -242,6 +249,12 @@ class SqlStore:
                     " THEN 'poison' ELSE 'pending' END WHERE seq = ?",
                     [(u.error, max_attempts, u.seq) for u in unprocessed])
             tx.run("DELETE FROM order_leases WHERE holder = ?", (claim.holder,))
+
+    def _check_lease(self, tx: Tx, holder: str, orders: int) -> None:
+        held = tx.rows(f"SELECT store, order_id FROM order_leases WHERE holder = ? ORDER BY store, order_id"
+                       f"{self.FOR_UPDATE}", (holder,))
+        if len(held) != orders:
+            raise LeaseLost(f"the lease {holder} ended before its work was committed")
 
     def _write_orders(self, tx: Tx, orders: dict[tuple[str, str], tuple[str, str | None]], now: float) -> None:
         tx.many("INSERT INTO orders (store, id, folder, data, version, updated_at) VALUES (?, ?, ?, ?, 1, ?)"
@@ -298,9 +311,8 @@ class SqlStore:
     def finish_job(self, claim: JobClaim, finish: JobFinish, now: float) -> list[bool]:
         """Record a job attempt's end and put the events it emitted in the inbox, in one transaction."""
         with self._transaction() as tx:
-            held = tx.one("SELECT count(*) FROM order_leases WHERE holder = ?", (claim.holder,))[0]
-            if held != 1:
-                raise LeaseLost(f"the lease {claim.holder} ended before the job's end was recorded")
+            tx.rows(f"SELECT key FROM jobs WHERE key = ?{self.FOR_UPDATE}", (claim.job.key,))  # claims' lock order
+            self._check_lease(tx, claim.holder, 1)
             tx.run("UPDATE jobs SET status = ?, attempts = attempts + 1, due_at = ?, error = ?, detail = ?,"
                    " finished_at = ? WHERE key = ?",
                    (finish.status, finish.due_at if finish.due_at is not None else claim.job.due_at, finish.error,

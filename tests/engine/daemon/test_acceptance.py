@@ -555,9 +555,6 @@ def test_auth_and_refused_bodies(rules, tmp_path, serves):
 
 
 # ---- 5. a lease taken over while its claim commits (PostgreSQL, store level) ---------------------
-@pytest.mark.xfail(strict=True, reason="defect: SqlStore.commit checks its leases without locking them; "
-                   "SELECT ... FOR UPDATE there fixes this but deadlocks with claims holding event rows "
-                   "(see the report of the acceptance branch)")
 def test_commit_loses_to_a_lease_taken_over_while_it_commits(pg_url):
     """A worker whose lease ended (it was stalled longer than --lease) and was taken over by another
     daemon must not commit: the takeover, not yet committed when the stalled worker checks its
