@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -17,3 +18,20 @@ def test_the_embedding_example_prints_what_the_readme_shows() -> None:
                          env={**os.environ, "PYTHONPATH": ""})
     assert run.returncode == 0, run.stderr
     assert run.stdout == printed
+
+
+def test_the_first_command_serves_the_examples_and_prints_their_decisions(tmp_path) -> None:
+    """The README's first line, as a newcomer runs it, with --exit-when-idle (and a private
+    database and port) so that it ends: every example event is decided and printed."""
+    first = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()[1]
+    command = first.split("&& .venv/bin/ruledesk ", 1)[1].split()
+    assert command[:3] == ["serve", "--follow", "examples/orders.jsonl"]
+    run = subprocess.run([sys.executable, "-m", "ruledesk.engine.cli", *command, "--exit-when-idle", "--port", "0",
+                          "--db", f"sqlite:///{tmp_path}/readme.db", "--pidfile", str(tmp_path / "pid")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    decisions = [json.loads(line) for line in run.stdout.splitlines()]
+    lines = [line for line in (ROOT / "examples" / "orders.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    assert len({d["event_id"] for d in decisions if d["depth"] == 0}) == len(lines)
+    assert all(d["ruleset"].startswith("sha256:") for d in decisions)
+    assert "ruledesk serving on http://127.0.0.1:" in run.stderr

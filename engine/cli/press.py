@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated, Any
 
 import typer
@@ -14,20 +15,29 @@ from ruledesk.engine.lang.ruleset import Ruleset
 from ruledesk.engine.run.engine import Decision, Engine, default_actions, default_events
 from ruledesk.engine.run.explain import DECIDING
 from ruledesk.engine.cli.inputs import engine_errors_exit, input_name, load_or_exit, read_json_or_exit
-from ruledesk.engine.cli.options import (EXIT_USAGE, DecisionFormatOption, ExplainOption, NowOption, RulesOption,
+from ruledesk.engine.cli.options import (EXIT_INTERNAL, EXIT_USAGE, DecisionFormatOption, ExplainOption, NowOption, RulesOption,
                                          fixed_clock, stderr)
 from ruledesk.engine.cli.render import default_format, stdout_console, write_decisions
 
 
 def press(
     label: Annotated[str, typer.Argument(metavar="LABEL", hidden=True)],
-    order_file: Annotated[str, typer.Argument(metavar="ORDER.json|-", hidden=True)],
+    order_file: Annotated[str | None, typer.Argument(metavar="ORDER.json|-", hidden=True)] = None,
     rules: RulesOption = None,
     store: Annotated[str | None, typer.Option("--store", metavar="NAME", help="The store the order is from "
                                               "(store.name in the rules).", show_default=False)] = None,
     output_format: DecisionFormatOption = None,
     explain: ExplainOption = False,
     now: NowOption = None,
+    order_id: Annotated[str | None, typer.Option(
+        "--order", metavar="ID", show_default=False,
+        help="Press the button for an order the daemon keeps (with --db): the press is queued in the "
+             "store's inbox, run by `ruledesk serve` in order with the order's other events, and its "
+             "decisions are printed once committed.")] = None,
+    db: Annotated[str, typer.Option("--db", metavar="URL", help="The daemon's store (with --order).")]
+    = "sqlite:///ruledesk.db",
+    wait: Annotated[float, typer.Option("--wait", metavar="SECONDS", help="How long to wait for the daemon "
+                                        "(with --order).")] = 30.0,
 ) -> None:
     """Press a button: run its rules on one order (dry run).
 
@@ -38,6 +48,15 @@ def press(
     recorded, not performed.
     """
     err = stderr()
+    if order_id is not None:
+        if order_file is not None:
+            err.print("error: give ORDER.json (a dry run here) or --order ID (the daemon's order), not both")
+            raise typer.Exit(EXIT_USAGE)
+        _press_stored(label, order_id, db, store or "default", wait, output_format, err)
+        return
+    if order_file is None:
+        err.print("error: give ORDER.json (or - for stdin), or --order ID with --db")
+        raise typer.Exit(EXIT_USAGE)
     events, catalogue = default_events(), default_actions()
     ruleset = load_or_exit(rules, events, catalogue, err, trace=False)
     if ruleset.plan(button_key(label)) is None:
@@ -74,3 +93,46 @@ def _press(engine: Engine, label: str, order: dict[str, Any],
            store: dict[str, Any] | str | None) -> list[Decision]:
     """The decisions of the button's rules on the order and of every event they emit, in a dry run."""
     return engine.press(label, order, store=store, dry_run=True).decisions
+
+
+def _press_stored(label: str, order_id: str, db: str, store: str, wait: float, output_format: Any, err: Any) -> None:
+    """Queue a press of ``label`` for a stored order and print its decisions once the daemon ran it."""
+    from ruledesk.engine.model.order import to_json_text
+    from ruledesk.engine.store import StoreError, open_store
+    from ruledesk.engine.store.base import Inbound
+
+    try:
+        opened = open_store(db)
+    except (StoreError, ValueError) as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    with opened:
+        if opened.order(store, order_id) is None:
+            err.print(f"error: store {store!r} has no order {order_id!r} in {opened.url_for_display}")
+            raise typer.Exit(EXIT_USAGE)
+        event_id = f"button/{store}/{order_id}/{label}/{time.time():.6f}"
+        body = {"button": label, "store": store, "order_id": order_id, "id": event_id}
+        opened.enqueue([Inbound(event_id, store, order_id, f'Button "{label}"', to_json_text(body), kind="button",
+                                source="cli")], time.time())
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            stored = opened.event(event_id)
+            if stored is not None and stored.status != "pending":
+                break
+            time.sleep(0.1)
+        else:
+            err.print(f"queued {event_id}; no daemon ran it within {wait:g} s (is `ruledesk serve --db {db}` running?)")
+            raise typer.Exit(EXIT_INTERNAL)
+        if stored.status == "poison":
+            err.print(f"error: the daemon could not run the press: {stored.error}")
+            raise typer.Exit(EXIT_INTERNAL)
+        decisions = [json.loads(text) for text in opened.decisions_of(event_id)]
+    for decision in decisions:
+        decision.pop("why", None)
+    if default_format(output_format) == "json":
+        for decision in decisions:
+            print(json.dumps(decision, ensure_ascii=False))
+    else:
+        for decision in decisions:
+            fired = ", ".join(decision["fired"]) or "no rule fired"
+            print(f"{decision['event']} (order {decision['order_id']}): {fired}")
