@@ -193,7 +193,7 @@ def reload_latency(workdir: Path, reloads: int) -> dict[str, Any]:
     rules.mkdir()
     target = rules / "bench.rules"
     target.write_text(text, encoding="utf-8")
-    daemon = Daemon(workdir, f"sqlite:///{workdir}/reload.db", rules, "--watch")
+    daemon = Daemon(workdir, f"sqlite:///{workdir}/reload.db", rules)
     samples = []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{daemon.port}") as client:
@@ -234,7 +234,7 @@ def memory(workdir: Path, rules: Path, n: int) -> dict[str, Any]:
     path = workdir / "memory.jsonl"
     write_jsonl(path, stream(n, seed=3))
     db = f"sqlite:///{workdir}/memory.db"
-    daemon = Daemon(workdir, db, rules, "--follow", str(path), "--exit-when-idle", "--no-watch")
+    daemon = Daemon(workdir, db, rules, "--follow", str(path), "--exit-when-idle", "--static")
     store = open_store(db)
     samples = []
     try:

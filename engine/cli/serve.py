@@ -75,8 +75,8 @@ def serve(
     = 5 * 1024 * 1024,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print the decisions on standard output.")]
     = False,
-    watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Reload when rule files, templates or the "
-                                        "configuration change.")] = True,
+    static: Annotated[bool, typer.Option("--static", help="Do not watch the rule files, templates and "
+                                         "configuration (SIGHUP or `ruledesk reload` still reloads).")] = False,
     log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL")] = "info",
     pidfile: PidfileOption = DEFAULT_PIDFILE,
     role: Annotated[str, typer.Option("--role", hidden=True)] = "all",
@@ -104,7 +104,7 @@ def serve(
     except (StoreError, ValueError) as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
-    options = Options(rules=rule_paths(rules), config_path=config, lease=lease, watch=watch,
+    options = Options(rules=rule_paths(rules), config_path=config, lease=lease, watch=not static,
                       print_decisions=None if quiet else sys.stdout, work=workers == 0 or role == "worker",
                       clear_leases=role == "all")
     daemon = Daemon(store, settings, options)
@@ -158,7 +158,7 @@ def serve(
     daemon.start()
     if workers:
         args = [sys.executable, "-m", "ruledesk.engine.cli", "serve", "--role", "worker", "--db", db,
-                "--lease", str(lease), "--log-level", log_level, "--watch" if watch else "--no-watch"]
+                "--lease", str(lease), "--log-level", log_level, ] + (["--static"] if static else [])
         args += [part for path in options.rules for part in ("--rules", path)]
         args += ["--config", config] if config else []
         args += ["--quiet"] if quiet else []

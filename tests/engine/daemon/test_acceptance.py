@@ -74,9 +74,10 @@ class Serve:
         self.lines = []
         ready = threading.Event()
         args = [*_cli(), "serve", "--db", self.db, "--rules", str(self.rules), "--port", str(self.port),
-                "--quiet", "--pidfile", str(self.workdir / f"{self.name}.pid"), *self.extra]
-        if "--watch" not in self.extra:
-            args.append("--no-watch")
+                "--quiet", "--pidfile", str(self.workdir / f"{self.name}.pid"),
+                *(a for a in self.extra if a != "--watch")]
+        if "--watch" not in self.extra:  # the daemon watches by default; these tests do not need it
+            args.append("--static")
         proc = subprocess.Popen(args, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace")
         self.proc = proc
