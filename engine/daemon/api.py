@@ -62,7 +62,9 @@ def create_app(daemon: Daemon, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
         return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
     async def authorize(request: Request, scope: str) -> Token:
-        header = request.headers.get("authorization", "")
+        return await authorize_header(request.headers.get("authorization", ""), scope)
+
+    async def authorize_header(header: str, scope: str) -> Token:
         kind, _, value = header.partition(" ")
         if kind.lower() != "bearer" or not value.strip():
             raise ApiError(401, "authentication required: send Authorization: Bearer TOKEN",
@@ -86,12 +88,11 @@ def create_app(daemon: Daemon, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
             raise ApiError(403, f"this token is for store {token.store!r}, not {store_name!r}")
         return token.store
 
-    async def read_body(request: Request) -> bytes:
-        length = request.headers.get("content-length")
+    async def read_body(length: str | None, stream: Any) -> bytes:
         if length is not None and length.isdigit() and int(length) > max_body:
             raise ApiError(413, f"the body is larger than {max_body} bytes")
         chunks, size = [], 0
-        async for chunk in request.stream():
+        async for chunk in stream:
             size += len(chunk)
             if size > max_body:
                 raise ApiError(413, f"the body is larger than {max_body} bytes")
@@ -113,16 +114,29 @@ def create_app(daemon: Daemon, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
     async def post_events(request: Request) -> Response:
         """Store the events durably (all or none), then answer 202 with their ids; an id seen
         before is acknowledged again and not stored twice (``duplicates``)."""
-        token = await authorize(request, "write")
-        body = await read_body(request)
+        status, data, headers = await events_answer(request.headers.get("authorization", ""),
+                                                    request.headers.get("content-length"), request.stream())
+        return Response(data, status_code=status, media_type="application/json", headers=headers)
+
+    async def events_answer(authorization: str, length: str | None, stream: Any
+                            ) -> tuple[int, bytes, dict[str, str]]:
+        """POST /v1/events without the framework: (status, JSON body, headers)."""
         try:
-            items = daemon.intake.prepare(parse_body(body), store=token.store)
-        except IntakeError as exc:
-            daemon.metrics.refused.labels(status=str(exc.status)).inc()
-            raise ApiError(exc.status, exc.message, exc.where) from None
-        new = await take(items)
-        return _json({"ids": [item.id for item in items],
-                      "duplicates": [item.id for item, fresh in zip(items, new) if not fresh]}, 202)
+            token = await authorize_header(authorization, "write")
+            body = await read_body(length, stream)
+            try:
+                items = daemon.intake.prepare(parse_body(body), store=token.store)
+            except IntakeError as exc:
+                daemon.metrics.refused.labels(status=str(exc.status)).inc()
+                raise ApiError(exc.status, exc.message, exc.where) from None
+            new = await take(items)
+        except ApiError as exc:
+            answer: dict[str, Any] = {"error": exc.message}
+            if exc.where:
+                answer["at"] = exc.where
+            return exc.status, orjson.dumps(answer), exc.headers or {}
+        return 202, orjson.dumps({"ids": [item.id for item in items],
+                                  "duplicates": [item.id for item, fresh in zip(items, new) if not fresh]}), {}
 
     @app.get("/v1/orders/{order_id}", summary="An order as ruledesk keeps it",
              responses={401: _ERROR, 403: _ERROR, 404: _ERROR})
@@ -209,4 +223,44 @@ def create_app(daemon: Daemon, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
         return Response(data, media_type="text/plain; version=0.0.4")
 
     app.state.daemon = daemon
-    return app
+    return FastEvents(app, events_answer)
+
+
+class FastEvents:
+    """The API with ``POST /v1/events`` answered straight on ASGI (the framework's routing,
+    dependency solving and middleware cost as much as the rest of an event's intake); the same
+    handler serves it through FastAPI too, which documents it in /openapi.json.  Everything else
+    goes to the FastAPI app, whose attributes this object passes on."""
+
+    def __init__(self, app: FastAPI, answer: Any) -> None:
+        self.app = app
+        self.answer = answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/events" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        authorization, length = "", None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value.decode("latin-1")
+
+        async def chunks():
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ConnectionError("the client went away")
+                yield message.get("body", b"")
+                if not message.get("more_body"):
+                    return
+
+        status, data, headers = await self.answer(authorization, length, chunks())
+        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+        raw.extend((key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in headers.items())
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": data})
