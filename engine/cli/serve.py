@@ -180,6 +180,10 @@ def serve(
     try:
         server.run(sockets=[sock])
     finally:
+        # already stopping: a second SIGTERM or Ctrl-C must not cut the drain short (the event loop,
+        # once closed, may have put the default handlers back)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for child in children:
             child.send_signal(signal.SIGTERM)
         daemon.stop()
