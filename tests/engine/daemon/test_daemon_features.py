@@ -365,6 +365,7 @@ def test_follow_takes_good_lines_rejects_bad_ones_and_dedupes_a_second_read(runn
     assert store.counts() == {"events_done": 3}, store.counts()
     assert {oid: len(store.decisions("default", oid)) for oid in ("F1", "F4")} == decided
     assert metric(running.client.get("/metrics").text, "ruledesk_events_duplicate_total") == 3.0
+    assert [r[0] for r in store.rejects()] == [f"{source}:2", f"{source}:4"], "a re-read kept its rejects twice"
 
 
 def test_follow_takes_lines_appended_later(running, tmp_path):
