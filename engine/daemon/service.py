@@ -266,7 +266,12 @@ class Daemon:
                 failures += 1
                 self._store_failed("work", exc)
                 did = 0
-                self.stopping.wait(min(30.0, 0.2 * 2 ** min(failures, 8)))
+                backoff = min(30.0, 0.2 * 2 ** min(failures, 8))
+                if wake is not None:  # an event taken in meanwhile says the store answers again: retry then
+                    wake.clear()
+                    wake.wait(backoff)
+                else:
+                    self.stopping.wait(backoff)
             except Exception:
                 log.exception("unexpected error in %s", threading.current_thread().name)
                 did = 0
