@@ -224,6 +224,55 @@ def test_button_press_over_http(running):
     assert running.store.counts().get("events_pending") is None
 
 
+def test_ruledesk_press_with_order_goes_through_the_daemon(tmp_path, rules):
+    """``ruledesk press "LABEL" --order ID --db URL``: the press is queued in the daemon's inbox."""
+    from typer.testing import CliRunner
+
+    from ruledesk.engine.cli import app
+
+    url = f"sqlite:///{tmp_path / 'ruledesk.db'}"
+    store = open_store(url)
+    daemon = make_daemon(store, rules, poll=0.02)  # the real clock: the CLI stamps its press with time.time()
+    try:
+        daemon.start()
+        daemon.intake.write([daemon.intake.one({"event": "Order is Imported", "order": {"id": "1"}, "id": "e1"})])
+        idle(daemon)
+        result = CliRunner().invoke(app, ["press", "approve", "--order", "1", "--db", url, "--format", "json",
+                                          "--wait", "30"])
+        assert result.exit_code == 0, result.output
+        [printed] = [json.loads(line) for line in result.stdout.splitlines()]
+        assert printed["event"] == 'Button "Approve"' and printed["fired"] == ["Approve"]
+        assert json.loads(store.order("default", "1"))["order_metadata"]["approved"] == "yes"
+    finally:
+        daemon.stop()
+        store.close()
+
+
+@pytest.mark.xfail(strict=True, reason="press --order queues any label without checking it against the daemon's "
+                   "ruleset: an unknown button is run 5 times, set aside as poison, and the CLI exits 4")
+def test_ruledesk_press_with_an_unknown_label_is_refused_and_queues_nothing(tmp_path, rules):
+    from typer.testing import CliRunner
+
+    from ruledesk.engine.cli import app
+
+    url = f"sqlite:///{tmp_path / 'ruledesk.db'}"
+    store = open_store(url)
+    daemon = make_daemon(store, rules, poll=0.02)
+    try:
+        daemon.start()
+        daemon.intake.write([daemon.intake.one({"event": "Order is Imported", "order": {"id": "1"}, "id": "e1"})])
+        idle(daemon)
+        # refused like the API's 422, with the suggestion, and nothing queued
+        pending_before = len(store.events())
+        result = CliRunner().invoke(app, ["press", "Aprove", "--order", "1", "--db", url, "--wait", "30"])
+        assert result.exit_code == 2, result.output
+        assert "Approve" in result.output, result.output
+        assert len(store.events()) == pending_before, "an unknown button was queued (it can only end as poison)"
+    finally:
+        daemon.stop()
+        store.close()
+
+
 # ---- 4. replay -----------------------------------------------------------------------------------------
 def test_replay_endpoint_copies_a_stored_event(running):
     import_order(running, "1", event_id="e1")

@@ -2,7 +2,7 @@
 stream in leaves the old ruleset serving (and says so in /metrics and /readyz), the fixed file
 activates a new one, every decision names one of the two; a restart with broken files serves the
 last good ruleset from the store, and with none the daemon refuses to start; ``ruledesk reload``
-(SIGHUP) forces a reload when watching is off."""
+(SIGHUP) forces a reload with --static (no watching)."""
 
 from __future__ import annotations
 
@@ -252,7 +252,7 @@ def test_hot_reload_under_load_and_restart_on_broken_files(rules, tmp_path, serv
     token = create_token(db, tmp_path)
     rule_file = rules / "main.rules"
     v1 = version_of(rules)
-    daemon = serves(tmp_path, db, rules, "--watch")
+    daemon = serves(tmp_path, db, rules)
     url = daemon.url
     assert readyz(url)[1]["ruleset"]["version"] == v1
     stream = Stream(url, token).start()
@@ -324,7 +324,7 @@ def test_hot_reload_under_load_and_restart_on_broken_files(rules, tmp_path, serv
 def test_broken_files_and_no_earlier_ruleset_refuse_to_start(rules, tmp_path):
     (rules / "main.rules").write_text(BROKEN, encoding="utf-8")
     done = subprocess.run([*_cli(), "serve", "--db", f"sqlite:///{tmp_path / 'ruledesk.db'}", "--rules", str(rules),
-                           "--port", "0", "--quiet", "--pidfile", str(tmp_path / "serve.pid"), "--no-watch"],
+                           "--port", "0", "--quiet", "--pidfile", str(tmp_path / "serve.pid"), "--static"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, (done.returncode, done.stderr)
     assert "main.rules" in done.stderr and "no earlier ruleset" in done.stderr, done.stderr
@@ -332,7 +332,7 @@ def test_broken_files_and_no_earlier_ruleset_refuse_to_start(rules, tmp_path):
     # an empty folder is no ruleset either
     (rules / "main.rules").unlink()
     done = subprocess.run([*_cli(), "serve", "--db", f"sqlite:///{tmp_path / 'ruledesk.db'}", "--rules", str(rules),
-                           "--port", "0", "--quiet", "--pidfile", str(tmp_path / "serve.pid"), "--no-watch"],
+                           "--port", "0", "--quiet", "--pidfile", str(tmp_path / "serve.pid"), "--static"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, (done.returncode, done.stderr)
 
@@ -341,7 +341,7 @@ def test_broken_files_and_no_earlier_ruleset_refuse_to_start(rules, tmp_path):
 def test_ruledesk_reload_forces_a_reload_with_watching_off(rules, tmp_path, serves):
     db = f"sqlite:///{tmp_path / 'ruledesk.db'}"
     v1 = version_of(rules)
-    daemon = serves(tmp_path, db, rules, "--no-watch")
+    daemon = serves(tmp_path, db, rules, "--static")
     assert readyz(daemon.url)[1]["ruleset"]["version"] == v1
     save(rules / "main.rules", RULES_V2)
     v2 = version_of(rules)
