@@ -88,6 +88,7 @@ class Daemon:
                                       max_attempts=options.job_attempts, on_attempt=self._attempted)
                         for i in range(options.job_runners)]
         self.reloader = None
+        self._reload_lock = threading.Lock()  # forced reloads without a reloader (--no-watch) run one at a time
         self.follows: list[threading.Thread] = []
         self._periods: dict[str, str] = {}
         self._old_rulesets: dict[str, Ruleset] = {}
@@ -199,8 +200,22 @@ class Daemon:
         return decision
 
     def request_reload(self) -> None:
+        """Reload now (SIGHUP, ``ruledesk reload``), watching or not: with ``--no-watch`` there is no
+        reloader, and the build runs on a thread of its own (one at a time, so the last files win)."""
         if self.reloader is not None:
             self.reloader.request()
+            return
+        threading.Thread(target=self._reload_now, name="reload", daemon=True).start()
+
+    def _reload_now(self) -> None:
+        with self._reload_lock:
+            started = time.monotonic()
+            try:
+                built = self.build()
+            except Exception as exc:
+                self.reload_failed(exc, time.monotonic() - started)
+                return
+            self.reloaded(built, time.monotonic() - started)
 
     # ---- threads ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -251,7 +266,12 @@ class Daemon:
                 failures += 1
                 self._store_failed("work", exc)
                 did = 0
-                self.stopping.wait(min(30.0, 0.2 * 2 ** min(failures, 8)))
+                backoff = min(30.0, 0.2 * 2 ** min(failures, 8))
+                if wake is not None:  # an event taken in meanwhile says the store answers again: retry then
+                    wake.clear()
+                    wake.wait(backoff)
+                else:
+                    self.stopping.wait(backoff)
             except Exception:
                 log.exception("unexpected error in %s", threading.current_thread().name)
                 did = 0

@@ -180,10 +180,11 @@ class SqlStore:
         return new
 
     def reject(self, source: str, body: str, reason: str, now: float) -> None:
-        """Keep an intake line that could not be taken, with the reason, for inspection."""
+        """Keep an intake line that could not be taken, with the reason, for inspection; the same
+        line at the same place is kept once (a followed file read again after a restart)."""
         with self._transaction() as tx:
-            tx.run("INSERT INTO rejects (source, body, reason, received_at) VALUES (?, ?, ?, ?)",
-                   (source, body, reason, now))
+            tx.run("INSERT INTO rejects (source, body, reason, received_at) SELECT ?, ?, ?, ? WHERE NOT EXISTS"
+                   " (SELECT 1 FROM rejects WHERE source = ? AND body = ?)", (source, body, reason, now, source, body))
 
     def rejects(self) -> list[tuple[str, str, str]]:
         with self._read() as tx:
