@@ -110,6 +110,15 @@ def _press_stored(label: str, order_id: str, db: str, store: str, wait: float, o
         if opened.order(store, order_id) is None:
             err.print(f"error: store {store!r} has no order {order_id!r} in {opened.url_for_display}")
             raise typer.Exit(EXIT_USAGE)
+        last = opened.last_ruleset()
+        if last is not None:  # the buttons of the ruleset the daemon activated last (as the API checks them)
+            from ruledesk.engine.lang.ruleset import build_ruleset
+            ruleset = build_ruleset(json.loads(last[1]), default_events(), default_actions())
+            plan = ruleset.plan(button_key(label))
+            if plan is None:
+                err.print(f"error: {_unknown_button(label, ruleset)}")
+                raise typer.Exit(EXIT_USAGE)
+            label = plan.rules[0].trigger.label
         event_id = f"button/{store}/{order_id}/{label}/{time.time():.6f}"
         body = {"button": label, "store": store, "order_id": order_id, "id": event_id}
         opened.enqueue([Inbound(event_id, store, order_id, f'Button "{label}"', to_json_text(body), kind="button",

@@ -248,8 +248,6 @@ def test_ruledesk_press_with_order_goes_through_the_daemon(tmp_path, rules):
         store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="press --order queues any label without checking it against the daemon's "
-                   "ruleset: an unknown button is run 5 times, set aside as poison, and the CLI exits 4")
 def test_ruledesk_press_with_an_unknown_label_is_refused_and_queues_nothing(tmp_path, rules):
     from typer.testing import CliRunner
 
