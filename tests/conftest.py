@@ -51,3 +51,22 @@ def pg_server(request):
 def pg_url(pg_server) -> str:
     """The URL of a fresh, empty database for this test."""
     return pg_server.new_database()
+
+
+@pytest.fixture
+def serves():
+    """Start ``ruledesk serve`` processes with ``serves(workdir, db, rules, *args)`` (support.Serve);
+    every one still running is killed at the end."""
+    from support import Serve
+
+    started = []
+
+    def make(*args, **kwargs):
+        serve = Serve(*args, **kwargs)
+        started.append(serve)
+        return serve.start()
+
+    yield make
+    for serve in started:
+        if serve.alive():
+            serve.kill()

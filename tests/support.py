@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+import threading
+import sys
+import subprocess
+import signal
+import re
 import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,3 +85,97 @@ def lark_reading(text: str) -> tuple:
     module = parse_with_lark(text, "f.rules", diagnostics)
     return ast_dump(module.items), ast_dump(module.comments), [dataclasses.astuple(d) for d in diagnostics.items]
 
+
+# ---- `ruledesk serve` as a process (the daemon tests) ------------------------------------------------
+
+DAEMON_STARTUP = 60.0  # seconds a daemon may take to say it serves (a loaded 2-core machine)
+_SERVING = re.compile(r"ruledesk serving on http://([^\s:]+|\[[^\]]+\]):(\d+)")
+
+
+def cli() -> list[str]:
+    """The ruledesk command line of this interpreter."""
+    return [sys.executable, "-m", "ruledesk.engine.cli"]
+
+
+class Serve:
+    """One ``ruledesk serve`` process (the daemon tests' subprocess); ``url`` once it says it serves."""
+
+    def __init__(self, workdir: Path, db: str, rules: Path, *extra: str, port: int = 0, name: str = "serve",
+                 watch: bool = False) -> None:
+        self.workdir, self.db, self.rules, self.extra, self.port, self.name = workdir, db, rules, extra, port, name
+        self.watch = watch  # most tests need no file watching: --static unless asked
+        self.pidfile = workdir / f"{name}.pid"
+        self.proc: subprocess.Popen | None = None
+        self.lines: list[str] = []
+        self.url: str | None = None
+        self.starts = 0
+
+    def start(self) -> "Serve":
+        self.starts += 1
+        self.url = None
+        self.lines = []
+        ready = threading.Event()
+        args = [*cli(), "serve", "--db", self.db, "--rules", str(self.rules), "--port", str(self.port),
+                "--quiet", "--pidfile", str(self.pidfile), *self.extra]
+        if not self.watch and "--static" not in self.extra:
+            args.append("--static")
+        proc = subprocess.Popen(args, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace")
+        self.proc = proc
+        lines = self.lines
+
+        def read() -> None:
+            for line in proc.stderr:
+                lines.append(line)
+                found = _SERVING.search(line)
+                if found:
+                    self.port = int(found.group(2))  # restarts listen on the same port
+                    self.url = f"http://127.0.0.1:{self.port}"
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True, name=f"stderr of {self.name}").start()
+        deadline = time.monotonic() + DAEMON_STARTUP
+        while not ready.wait(0.1):
+            if time.monotonic() > deadline:
+                self.kill()
+                pytest.fail(f"{self.name} did not start in {DAEMON_STARTUP} s:\n{self.stderr()}")
+        if self.url is None:
+            proc.wait(10)
+            pytest.fail(f"{self.name} exited ({proc.returncode}) before serving:\n{self.stderr()}")
+        return self
+
+    def stderr(self) -> str:
+        return "".join(self.lines[-60:])
+
+    def signal(self, signum: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signum)
+
+    def kill(self) -> None:
+        """kill -9 and reap it."""
+        if self.proc is not None:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self, timeout: float = 15.0, signalled: bool = False) -> int:
+        """SIGTERM (unless ``signalled`` already: a second one may kill it while it exits); its exit
+        code (killed if it does not stop in ``timeout``)."""
+        assert self.proc is not None
+        if not signalled:
+            self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"{self.name} did not stop within {timeout} s of SIGTERM:\n{self.stderr()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def create_token(db: str, store: str = "default", scope: str = "write", cwd: Path | None = None) -> str:
+    done = subprocess.run([*cli(), "tokens", "create", "--db", db, "--store", store, "--scope", scope],
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1].split()[-1]

@@ -18,7 +18,6 @@ from ruledesk.engine.daemon.intake import Intake, IntakeError
 from ruledesk.engine.daemon.metrics import Metrics
 from ruledesk.engine.daemon.worker import Handled, Worker, daemon_id
 from ruledesk.engine.jobs.durable import DurableRunner, JobAttempt
-from ruledesk.engine.lang.compiler import schedule_key
 from ruledesk.engine.lang.ruleset import Ruleset, RulesetError, build_ruleset, format_diagnostics, load_ruleset
 from ruledesk.engine.model.config import Config
 from ruledesk.engine.model.context import utcnow

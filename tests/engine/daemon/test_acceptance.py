@@ -13,7 +13,6 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -22,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support import DAEMON_STARTUP as STARTUP, Serve, create_token
 from ruledesk.engine.store import open_store
 
 RULES = """\
@@ -45,108 +45,11 @@ rule "Remember the note" {
 }
 """
 
-STARTUP = 60.0  # seconds a daemon may take to say it serves (a loaded 2-core machine)
 SETTLE = 90.0  # seconds the work of a test may take to be done once posted
-_SERVING = re.compile(r"ruledesk serving on http://([^\s:]+|\[[^\]]+\]):(\d+)")
-
-
-def _cli() -> list[str]:
-    return [sys.executable, "-m", "ruledesk.engine.cli"]
 
 
 def _seed() -> int:
     return int(os.environ.get("ACCEPT_SEED") or random.randrange(1 << 30))
-
-
-class Serve:
-    """One ``ruledesk serve`` process; ``url`` once it says it serves."""
-
-    def __init__(self, workdir: Path, db: str, rules: Path, *extra: str, port: int = 0, name: str = "serve") -> None:
-        self.workdir, self.db, self.rules, self.extra, self.port, self.name = workdir, db, rules, extra, port, name
-        self.proc: subprocess.Popen | None = None
-        self.lines: list[str] = []
-        self.url: str | None = None
-        self.starts = 0
-
-    def start(self) -> "Serve":
-        self.starts += 1
-        self.url = None
-        self.lines = []
-        ready = threading.Event()
-        args = [*_cli(), "serve", "--db", self.db, "--rules", str(self.rules), "--port", str(self.port),
-                "--quiet", "--pidfile", str(self.workdir / f"{self.name}.pid"),
-                *(a for a in self.extra if a != "--watch")]
-        if "--watch" not in self.extra:  # the daemon watches by default; these tests do not need it
-            args.append("--static")
-        proc = subprocess.Popen(args, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace")
-        self.proc = proc
-        lines = self.lines
-
-        def read() -> None:
-            for line in proc.stderr:
-                lines.append(line)
-                found = _SERVING.search(line)
-                if found:
-                    self.port = int(found.group(2))  # restarts listen on the same port
-                    self.url = f"http://127.0.0.1:{self.port}"
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=read, daemon=True, name=f"stderr of {self.name}").start()
-        deadline = time.monotonic() + STARTUP
-        while not ready.wait(0.1):
-            if time.monotonic() > deadline:
-                self.kill()
-                pytest.fail(f"{self.name} did not start in {STARTUP} s:\n{self.stderr()}")
-        if self.url is None:
-            proc.wait(10)
-            pytest.fail(f"{self.name} exited ({proc.returncode}) before serving:\n{self.stderr()}")
-        return self
-
-    def stderr(self) -> str:
-        return "".join(self.lines[-60:])
-
-    def signal(self, signum: int) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signum)
-
-    def kill(self) -> None:
-        """kill -9 and reap it."""
-        if self.proc is not None:
-            self.signal(signal.SIGKILL)
-            self.proc.wait(30)
-
-    def stop(self, timeout: float = 15.0, signalled: bool = False) -> int:
-        """SIGTERM (unless ``signalled`` already: a second one may kill it while it exits); its exit
-        code (killed if it does not stop in ``timeout``)."""
-        assert self.proc is not None
-        if not signalled:
-            self.signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"{self.name} did not stop within {timeout} s of SIGTERM:\n{self.stderr()}")
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-
-@pytest.fixture
-def serves():
-    """Start daemons with ``serves(...)``; every one still running is killed at the end."""
-    started: list[Serve] = []
-
-    def make(*args, **kwargs) -> Serve:
-        serve = Serve(*args, **kwargs)
-        started.append(serve)
-        return serve.start()
-
-    yield make
-    for serve in started:
-        if serve.alive():
-            serve.kill()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -162,13 +65,6 @@ def rules(tmp_path) -> Path:
     folder.mkdir()
     (folder / "accept.rules").write_text(RULES, encoding="utf-8")
     return folder
-
-
-def create_token(db: str, store: str = "default", scope: str = "write", cwd: Path | None = None) -> str:
-    done = subprocess.run([*_cli(), "tokens", "create", "--db", db, "--store", store, "--scope", scope],
-                          capture_output=True, text=True, timeout=120, cwd=cwd)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1].split()[-1]
 
 
 def make_events(count: int, orders: int, rng: random.Random, prefix: str = "ev") -> list[dict]:

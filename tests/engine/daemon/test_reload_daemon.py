@@ -9,9 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support import Serve, cli as _cli, create_token
 from ruledesk.engine.lang.ruleset import load_ruleset
 from ruledesk.engine.run.engine import default_actions, default_events
 from ruledesk.engine.store import open_store
@@ -50,96 +49,7 @@ rule "Tag new orders" {
 }
 """
 
-STARTUP = 60.0  # seconds a daemon may take to say it serves (a loaded 2-core machine)
 SETTLE = 60.0  # seconds a reload or the work of a test may take
-_SERVING = re.compile(r"ruledesk serving on http://([^\s:]+|\[[^\]]+\]):(\d+)")
-
-
-def _cli() -> list[str]:
-    return [sys.executable, "-m", "ruledesk.engine.cli"]
-
-
-class Serve:
-    """One ``ruledesk serve`` process; ``url`` once it says it serves (as in test_acceptance.py)."""
-
-    def __init__(self, workdir: Path, db: str, rules: Path, *extra: str, name: str = "serve") -> None:
-        self.workdir, self.db, self.rules, self.extra, self.name = workdir, db, rules, extra, name
-        self.port = 0
-        self.proc: subprocess.Popen | None = None
-        self.lines: list[str] = []
-        self.url: str | None = None
-        self.pidfile = workdir / f"{name}.pid"
-
-    def start(self) -> "Serve":
-        self.url = None
-        self.lines = []
-        ready = threading.Event()
-        args = [*_cli(), "serve", "--db", self.db, "--rules", str(self.rules), "--port", str(self.port),
-                "--quiet", "--pidfile", str(self.pidfile), *self.extra]
-        proc = subprocess.Popen(args, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace")
-        self.proc = proc
-        lines = self.lines
-
-        def read() -> None:
-            for line in proc.stderr:
-                lines.append(line)
-                found = _SERVING.search(line)
-                if found:
-                    self.port = int(found.group(2))
-                    self.url = f"http://127.0.0.1:{self.port}"
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=read, daemon=True, name=f"stderr of {self.name}").start()
-        deadline = time.monotonic() + STARTUP
-        while not ready.wait(0.1):
-            if time.monotonic() > deadline:
-                self.kill()
-                pytest.fail(f"{self.name} did not start in {STARTUP} s:\n{self.stderr()}")
-        if self.url is None:
-            proc.wait(10)
-            pytest.fail(f"{self.name} exited ({proc.returncode}) before serving:\n{self.stderr()}")
-        return self
-
-    def stderr(self) -> str:
-        return "".join(self.lines[-60:])
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
-
-    def stop(self, timeout: float = 15.0) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"{self.name} did not stop within {timeout} s of SIGTERM:\n{self.stderr()}")
-
-
-@pytest.fixture
-def serves():
-    started: list[Serve] = []
-
-    def make(*args, **kwargs) -> Serve:
-        serve = Serve(*args, **kwargs)
-        started.append(serve)
-        return serve.start()
-
-    yield make
-    for serve in started:
-        serve.kill()
-
-
-def create_token(db: str, cwd: Path, store: str = "default", scope: str = "write") -> str:
-    done = subprocess.run([*_cli(), "tokens", "create", "--db", db, "--store", store, "--scope", scope],
-                          capture_output=True, text=True, timeout=120, cwd=cwd)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1].split()[-1]
 
 
 def version_of(rules: Path) -> str:
@@ -249,10 +159,10 @@ def rules(tmp_path) -> Path:
 # ---- a broken file while events stream in, then a fix; then a restart with a broken file ----------------
 def test_hot_reload_under_load_and_restart_on_broken_files(rules, tmp_path, serves):
     db = f"sqlite:///{tmp_path / 'ruledesk.db'}"
-    token = create_token(db, tmp_path)
+    token = create_token(db, cwd=tmp_path)
     rule_file = rules / "main.rules"
     v1 = version_of(rules)
-    daemon = serves(tmp_path, db, rules)
+    daemon = serves(tmp_path, db, rules, watch=True)
     url = daemon.url
     assert readyz(url)[1]["ruleset"]["version"] == v1
     stream = Stream(url, token).start()
