@@ -138,10 +138,10 @@ def serve(
     app = create_app(daemon, max_body=max_body)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                            timeout_graceful_shutdown=5))
-    stop_requested = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:  # uvicorn's handlers come first; these run after it
-        stop_requested.set()
+    def on_signal(signum: int, frame: Any) -> None:
+        # Before uvicorn has put its own handlers in (start-up) a stop must not be lost; after it
+        # restores these, it re-raises the signals it caught, which find the server stopped.
+        server.should_exit = True
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
