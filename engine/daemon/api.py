@@ -11,8 +11,10 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ruledesk.engine.daemon.intake import IntakeError, parse_body
 from ruledesk.engine.daemon.service import Daemon
@@ -60,6 +62,18 @@ def create_app(daemon: Daemon, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
         if exc.where:
             body["at"] = exc.where
         return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        problems = exc.errors()
+        first = problems[0] if problems else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return JSONResponse({"error": first.get("msg", "invalid request"), **({"at": where} if where else {})},
+                            status_code=422)
 
     async def authorize(request: Request, scope: str) -> Token:
         return await authorize_header(request.headers.get("authorization", ""), scope)
@@ -138,7 +152,7 @@ def create_app(daemon: Daemon, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
         return 202, orjson.dumps({"ids": [item.id for item in items],
                                   "duplicates": [item.id for item, fresh in zip(items, new) if not fresh]}), {}
 
-    @app.get("/v1/orders/{order_id}", summary="An order as ruledesk keeps it",
+    @app.get("/v1/orders/{order_id:path}", summary="An order as ruledesk keeps it",
              responses={401: _ERROR, 403: _ERROR, 404: _ERROR})
     async def get_order(order_id: str, request: Request, store: str | None = None) -> Response:
         token = await authorize(request, "read")
@@ -164,7 +178,7 @@ def create_app(daemon: Daemon, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
             decision.pop("why", None)
         return _json(decisions)
 
-    @app.post("/v1/orders/{order_id}/buttons/{label}", status_code=202, summary="Press a rule button for an order",
+    @app.post("/v1/orders/{order_id:path}/buttons/{label:path}", status_code=202, summary="Press a rule button for an order",
               responses={401: _ERROR, 403: _ERROR, 404: _ERROR, 422: _ERROR})
     async def press(order_id: str, label: str, request: Request, store: str | None = None,
                     id: str | None = None) -> Response:
@@ -187,7 +201,7 @@ def create_app(daemon: Daemon, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
                                   kind="button")])
         return _json({"ids": [event_id], "duplicates": [] if new[0] else [event_id]}, 202)
 
-    @app.post("/v1/events/{event_id}/replay", status_code=202, summary="Run a stored event again",
+    @app.post("/v1/events/{event_id:path}/replay", status_code=202, summary="Run a stored event again",
               responses={401: _ERROR, 403: _ERROR, 404: _ERROR})
     async def replay(event_id: str, request: Request) -> Response:
         """Queue a copy of a stored event under a new id (``ID/replay/N``): it runs on the order as

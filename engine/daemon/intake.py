@@ -10,12 +10,16 @@ re-delivered copy is acknowledged and ignored.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from ruledesk.engine.model.order import load_json, to_json_text
+import msgspec
+
+from ruledesk.engine.model.order import to_json_text
 from ruledesk.engine.run.engine import Engine, EventError
 from ruledesk.engine.store.base import Inbound
 from ruledesk.engine.store.sql import SqlStore
@@ -38,6 +42,20 @@ class IntakeError(ValueError):
 
 
 _BYTE = re.compile(r"at byte (\d+)|char (\d+)")
+_decode = msgspec.json.Decoder(float_hook=Decimal).decode  # load_json's fast path
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value (send a number or null)")
+
+
+def _load(body: bytes) -> Any:
+    """``load_json(body)`` (the same value), except that NaN and Infinity, which JSON does not
+    have (json.loads takes them), are refused."""
+    try:
+        return _decode(body)
+    except Exception:  # invalid JSON, NaN/Infinity, lone surrogates, deep nesting: json decides
+        return json.loads(body, parse_float=Decimal, parse_constant=_not_json)
 
 
 def parse_body(body: bytes) -> Any:
@@ -45,7 +63,9 @@ def parse_body(body: bytes) -> Any:
     if not body.strip():
         raise IntakeError(400, "the body is empty: send a JSON object (one event) or an array of them")
     try:
-        return load_json(body)
+        return _load(body)
+    except RecursionError:
+        raise IntakeError(400, "not valid JSON here: arrays and objects nest too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise IntakeError(400, f"not valid JSON: {_json_problem(exc)}", _json_where(body, exc)) from None
 
@@ -57,6 +77,8 @@ def _json_problem(exc: BaseException) -> str:
 
 def _json_where(body: bytes, exc: BaseException) -> str | None:
     position = getattr(exc, "pos", None)
+    if position is None and isinstance(exc, UnicodeDecodeError):
+        position = exc.start
     if position is None:
         found = _BYTE.search(str(exc))
         position = int(found.group(1) or found.group(2)) if found else None
@@ -113,6 +135,8 @@ class Intake:
             elif given != store:
                 name = given if isinstance(given, str) else "settings given inline"
                 raise IntakeError(403, f"this token is for store {store!r}, not {name!r}", where)
+        if "event" in data and "id" in data and data["id"] is not None:
+            _check_id(data["id"], where)
         try:
             event = engine.event(data)
         except EventError as exc:
@@ -124,7 +148,13 @@ class Intake:
         body = {"event": event.name, "order": raw_order, "payload": data.get("payload") or {},
                 "store": data.get("store") if "event" in data and data.get("store") is not None
                 else event.store.name, "id": event.id}
-        return Inbound(event.id, event.store.name, str(order_id), event.name, to_json_text(body), source=source)
+        try:
+            text = to_json_text(body)
+        except TypeError as exc:  # what orjson refuses the worker could not read back: not taken
+            reason = ("a number too large (integers have at most 64 bits; send larger ones as text)"
+                      if "64-bit" in str(exc) else str(exc))
+            raise IntakeError(422, f"the event holds a value ruledesk cannot keep: {reason}", where) from None
+        return Inbound(event.id, event.store.name, str(order_id), event.name, text, source=source)
 
     # ---- writing ---------------------------------------------------------------------------------
     def write(self, items: list[Inbound]) -> list[bool]:
@@ -164,6 +194,19 @@ class Intake:
                 if not future.done():
                     future.set_result(new[start:start + len(entries)])
                 start += len(entries)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_id(value: Any, where: str | None) -> None:
+    """An event id is a non-empty string (or an integer, taken as its digits) of valid Unicode."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise IntakeError(422, f'"id" must be a string, not {_kind(value)}', where)
+    if value == "":
+        raise IntakeError(422, '"id" is empty: send an id, or none (one is derived from the event)', where)
+    if isinstance(value, str) and _SURROGATE.search(value):
+        raise IntakeError(422, '"id": text with a lone surrogate (\\ud800-\\udfff) is not valid Unicode', where)
 
 
 def _kind(value: Any) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ruledesk.engine.daemon.intake import Intake, IntakeError
+from ruledesk.engine.daemon.intake import Intake, IntakeError, parse_body
 from ruledesk.engine.daemon.metrics import Metrics
 from ruledesk.engine.daemon.worker import Handled, Worker, daemon_id
 from ruledesk.engine.jobs.durable import DurableRunner, JobAttempt
@@ -392,18 +392,22 @@ class Daemon:
         if not line.strip():
             return
         where = f"{source}:{number}"
+        data = None
         try:
             try:
-                data = load_json(line)
-            except ValueError as exc:
-                raise IntakeError(400, f"not valid JSON: {exc}") from None
-            pending.append(self.intake.one(data, source="follow"))
+                data = parse_body(line)
+                pending.append(self.intake.one(data, source="follow"))
+            except IntakeError:
+                raise
+            except Exception as exc:  # a line must never end the follow thread: it is refused, the next one read
+                log.exception("%s: could not take the line", where)
+                raise IntakeError(422, f"could not take the line: {type(exc).__name__}: {exc}") from None
         except IntakeError as exc:
             self.metrics.refused.labels(status=str(exc.status)).inc()
             log.error("%s: refused: %s", where, exc.message)
             while True:
                 try:
-                    self.store.reject(where, line.decode("utf-8", "replace"), exc.message, self.wall())
+                    self.store.reject(where, _redacted(line, data), exc.message, self.wall())
                     return
                 except StoreError as err:
                     self._store_failed("reject", err)
@@ -518,6 +522,25 @@ class Daemon:
         stuck = [t.name for t in self._threads if t.is_alive()]
         if stuck:
             log.warning("stopped with work still running (its leases end by themselves): %s", ", ".join(stuck))
+
+
+def _redacted(line: bytes, data: Any) -> str:
+    """A refused line as the rejects table keeps it: an inline store's secrets (api_key,
+    podos.token) replaced, so a refused line never puts a secret in the database."""
+    text = line.decode("utf-8", "replace")
+    store = data.get("store") if isinstance(data, dict) else None
+    if not isinstance(store, dict):
+        return text
+    podos = store.get("podos")
+    if "api_key" not in store and not (isinstance(podos, dict) and "token" in podos):
+        return text
+    store = {**store, **({"api_key": "[redacted]"} if "api_key" in store else {})}
+    if isinstance(podos, dict) and "token" in podos:
+        store["podos"] = {**podos, "token": "[redacted]"}
+    try:
+        return json.dumps({**data, "store": store}, ensure_ascii=False, default=str) + "\n"
+    except (TypeError, ValueError):
+        return "(not kept: the line carried store secrets)\n"
 
 
 def _describe(exc: BaseException) -> str:
