@@ -279,6 +279,25 @@ def create_token(
     print(f"created a {scope} token for store {store}; it is shown only now:\n{token}")
 
 
+@tokens_app.command("revoke")
+def revoke_token(
+    token: Annotated[str, typer.Argument(metavar="TOKEN", help="The token to revoke.")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Revoke an API token: running daemons refuse it within 30 seconds."""
+    err = stderr()
+    try:
+        with open_store(db) as opened:
+            gone = opened.revoke_token(token)
+    except (StoreError, ValueError) as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    if not gone:
+        err.print("error: no such token")
+        raise typer.Exit(EXIT_ERRORS)
+    print("revoked")
+
+
 def reload(pidfile: PidfileOption = DEFAULT_PIDFILE,
            pid: Annotated[int | None, typer.Option("--pid", metavar="PID", help="The daemon's process id "
                                                    "(instead of --pidfile).", show_default=False)] = None) -> None:

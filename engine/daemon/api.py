@@ -7,6 +7,7 @@ token or an unknown one: 401; a read token writing, or a token of another store:
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ from ruledesk.engine.model.order import to_json_text
 from ruledesk.grammar.diagnostics import closest
 
 DEFAULT_MAX_BODY = 5 * 1024 * 1024
+TOKEN_CACHE_SECONDS = 30.0  # a token deleted from the store stops working within this time
 
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -54,7 +56,7 @@ def create_app(daemon: Daemon, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
     app = FastAPI(title="ruledesk", version="1", description="Order events in, rules run, decisions out.",
                   docs_url=None, redoc_url=None)
     store = daemon.store
-    tokens: dict[str, Token] = {}
+    tokens: dict[str, tuple[Token, float]] = {}  # token -> (what it may do, when it was looked up)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
@@ -84,15 +86,19 @@ def create_app(daemon: Daemon, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
             raise ApiError(401, "authentication required: send Authorization: Bearer TOKEN",
                            headers={"WWW-Authenticate": "Bearer"})
         value = value.strip()
-        token = tokens.get(value)
+        cached = tokens.get(value)
+        token = cached[0] if cached is not None and time.monotonic() - cached[1] < TOKEN_CACHE_SECONDS else None
         if token is None:
             try:
                 token = await run_in_threadpool(store.token, value)
             except StoreError as exc:
                 raise ApiError(503, f"the store is not available: {exc}") from None
             if token is None:
+                tokens.pop(value, None)
                 raise ApiError(401, "the token is not valid", headers={"WWW-Authenticate": "Bearer"})
-            tokens[value] = token
+            if len(tokens) >= 10_000:  # many different tokens: start again rather than grow
+                tokens.clear()
+            tokens[value] = (token, time.monotonic())
         if scope == "write" and token.scope != "write":
             raise ApiError(403, "this token may only read")
         return token

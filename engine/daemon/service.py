@@ -48,6 +48,7 @@ class Options:
     watch: bool = True
     work: bool = True  # run the workers, job runners and schedules here (False: intake only, workers elsewhere)
     clear_leases: bool = True  # SQLite: leases left by a killed daemon are dropped on start (one daemon per file)
+    max_line: int = 5 * 1024 * 1024  # followed JSONL lines over this are refused (as HTTP bodies are)
     print_decisions: IO[str] | None = None  # decisions as JSON lines, as they happen
 
 
@@ -362,11 +363,22 @@ class Daemon:
         number = 0
         pending: list[Inbound] = []
         partial = b""
+        cap = self.options.max_line
+        too_long = b""  # the start of a line over the cap, while the rest of it is skipped
         try:
             while not self.stopping.is_set():
-                line = stream.readline()
-                if line and not line.endswith(b"\n") and source != "-":
-                    partial += line  # a line still being written: wait for its end
+                line = stream.readline(cap + 1)
+                if line and (too_long or len(partial) + len(line) > cap):
+                    too_long = too_long or (partial + line)[:200]
+                    partial = b""
+                    if line.endswith(b"\n"):  # the end of the long line: refused, kept (its start) for inspection
+                        number += 1
+                        self._refuse(f"{source}:{number}", too_long + b"...",
+                                     IntakeError(413, f"the line is longer than {cap} bytes"))
+                        too_long = b""
+                    continue
+                if line and not line.endswith(b"\n") and (source != "-" or len(line) > cap):
+                    partial += line  # a line still being written (or read in parts): wait for its end
                     line = b""
                 if line:
                     line, partial = partial + line, b""
@@ -403,16 +415,20 @@ class Daemon:
                 log.exception("%s: could not take the line", where)
                 raise IntakeError(422, f"could not take the line: {type(exc).__name__}: {exc}") from None
         except IntakeError as exc:
-            self.metrics.refused.labels(status=str(exc.status)).inc()
-            log.error("%s: refused: %s", where, exc.message)
-            while True:
-                try:
-                    self.store.reject(where, _redacted(line, data), exc.message, self.wall())
+            self._refuse(where, line, exc, data)
+
+    def _refuse(self, where: str, line: bytes, exc: IntakeError, data: Any = None) -> None:
+        """Count, log and keep a refused line (secrets redacted), waiting for the store if it is down."""
+        self.metrics.refused.labels(status=str(exc.status)).inc()
+        log.error("%s: refused: %s", where, exc.message)
+        while True:
+            try:
+                self.store.reject(where, _redacted(line, data), exc.message, self.wall())
+                return
+            except StoreError as err:
+                self._store_failed("reject", err)
+                if self.stopping.wait(1.0):
                     return
-                except StoreError as err:
-                    self._store_failed("reject", err)
-                    if self.stopping.wait(1.0):
-                        return
 
     def _flush(self, pending: list[Inbound]) -> None:
         while pending:
@@ -528,6 +544,8 @@ def _redacted(line: bytes, data: Any) -> str:
     """A refused line as the rejects table keeps it: an inline store's secrets (api_key,
     podos.token) replaced, so a refused line never puts a secret in the database."""
     text = line.decode("utf-8", "replace")
+    if data is None and ('"api_key"' in text or '"token"' in text):  # not read as JSON: cannot redact, not kept
+        return "(not kept: the line may carry store secrets)\n"
     store = data.get("store") if isinstance(data, dict) else None
     if not isinstance(store, dict):
         return text

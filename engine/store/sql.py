@@ -134,6 +134,11 @@ class SqlStore:
                     " SET store_id = excluded.store_id, updated_at = excluded.updated_at",
                     [(name, store_id, now) for name, store_id in stores])
 
+    def revoke_token(self, token: str) -> bool:
+        """Delete a token (a daemon stops taking it within its token cache time, 30 s)."""
+        with self._transaction() as tx:
+            return tx.run("DELETE FROM tokens WHERE hash = ?", (token_hash(token),)) == 1
+
     def store_names(self) -> list[str]:
         with self._read() as tx:
             return [row[0] for row in tx.rows("SELECT name FROM stores ORDER BY name")]
@@ -207,7 +212,7 @@ class SqlStore:
             wanted = list(dict.fromkeys((store, order_id) for store, order_id in candidates))[:orders]
             if not wanted:
                 return None
-            self._lease(tx, wanted, holder, until, now)
+            self._lease(tx, sorted(wanted), holder, until, now)  # one lock order for every claim: no deadlock
             rows = tx.rows(f"SELECT {', '.join('e.' + c for c in _EVENT_COLUMNS.split(', '))} FROM events e"
                            " JOIN order_leases l ON l.store = e.store AND l.order_id = e.order_id"
                            " WHERE l.holder = ? AND e.status = 'pending' ORDER BY e.seq LIMIT ?", (holder, limit))

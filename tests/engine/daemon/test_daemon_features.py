@@ -557,3 +557,42 @@ def test_unreachable_store_at_readiness_does_not_stop_the_loops(running):
                    what="processing again")
     finally:
         store._read, store._transaction = original
+
+
+# ---- tokens revoked, lines too long --------------------------------------------------------------------
+def test_a_revoked_token_is_refused_once_the_cache_time_is_over(running, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ruledesk.engine.cli import app
+    from ruledesk.engine.daemon import api
+
+    import_order(running, "r1")  # the token is cached now
+    result = CliRunner().invoke(app, ["tokens", "revoke", running.tokens["write"], "--db", running.store.url])
+    assert result.exit_code == 0, result.output
+    assert running.store.token(running.tokens["write"]) is None
+    monkeypatch.setattr(api, "TOKEN_CACHE_SECONDS", 0.0)
+    response = running.client.post("/v1/events", json={"event": "Order is Imported", "order": {"id": "r2"}},
+                                   headers=running.auth())
+    assert response.status_code == 401 and response.json()["error"] == "the token is not valid"
+    again = CliRunner().invoke(app, ["tokens", "revoke", running.tokens["write"], "--db", running.store.url])
+    assert again.exit_code == 1 and "no such token" in again.output
+
+
+def test_a_followed_line_over_the_cap_is_refused_and_the_next_one_taken(tmp_path, rules):
+    store = open_store(f"sqlite:///{tmp_path / 'ruledesk.db'}")
+    daemon = make_daemon(store, rules, max_line=1000)
+    daemon.start()
+    try:
+        path = tmp_path / "in.jsonl"
+        long = json.dumps({"event": "Order is Imported", "id": "big", "order": {"id": "9", "note": "x" * 5000}})
+        good = json.dumps({"event": "Order is Imported", "id": "small", "order": {"id": "8"}})
+        path.write_text(long + "\n" + good + "\n", encoding="utf-8")
+        daemon.follow(str(path), keep_following=False)
+        idle(daemon)
+        assert [e.id for e in store.events()] == ["small"]
+        [(where, body, reason)] = store.rejects()
+        assert where == f"{path}:1" and reason == "the line is longer than 1000 bytes"
+        assert body.endswith("...") and len(body) <= 210
+    finally:
+        daemon.stop()
+        store.close()

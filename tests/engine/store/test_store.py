@@ -461,7 +461,13 @@ def test_concurrent_claims_never_share_an_order_nor_repeat_an_event(opener, stor
             mine.commit(claim, done(claim), [], new_state, time.time())
         problems.append(f"w{number} did not finish")
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(holders)]
+    def guarded(number: int) -> None:
+        try:
+            work(number)
+        except Exception as exc:  # e.g. a deadlock between claims: a failure, not a thread's silent end
+            problems.append(f"w{number}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=guarded, args=(n,)) for n in range(holders)]
     for thread in threads:
         thread.start()
     for thread in threads:
