@@ -70,3 +70,14 @@ def serves():
     for serve in started:
         if serve.alive():
             serve.kill()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_store(request, tmp_path):
+    """An empty store on each backend in turn: a SQLite file, then a fresh PostgreSQL database."""
+    from ruledesk.engine.store import open_store
+
+    url = f"sqlite:///{tmp_path}/t.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    store = open_store(url)
+    yield store
+    store.close()

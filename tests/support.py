@@ -179,3 +179,19 @@ def create_token(db: str, store: str = "default", scope: str = "write", cwd: Pat
                           capture_output=True, text=True, timeout=120, cwd=cwd)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1].split()[-1]
+
+
+def ping_engine(rules: str) -> Any:
+    """An Engine over ``rules`` whose catalogue has "Ping"(target), an action recording a job of
+    kind ``ping`` (the job runners' tests), on the fixed clock."""
+    from pydantic import BaseModel
+
+    from ruledesk.engine.model.catalogue import ActionSpec
+    from ruledesk.engine.run.engine import Engine, default_actions, default_events
+
+    class PingParams(BaseModel):
+        target: str
+
+    actions = default_actions()
+    actions.register(ActionSpec("Ping", PingParams, job="ping", description="test: ping a target"))
+    return Engine.from_source(rules, actions=actions, events=default_events(), clock=fixed_clock)

@@ -8,7 +8,6 @@ import json
 import logging
 import sqlite3
 import time
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest

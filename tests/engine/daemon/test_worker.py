@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from pydantic import BaseModel
 
-from ruledesk.engine import ActionSpec, Engine, default_actions, default_events
+from ruledesk.engine import Engine
 from ruledesk.engine.daemon.worker import Worker
-from ruledesk.engine.store import open_store
 from ruledesk.engine.store.base import Inbound
-from support import fixed_clock
+from support import ping_engine
 
 T0 = 1_800_000_000.0
 
@@ -40,22 +38,13 @@ rule "Noted" {
 '''
 
 
-class PingParams(BaseModel):
-    target: str
-
-
 def make_engine(rules: str = RULES) -> Engine:
-    actions = default_actions()
-    actions.register(ActionSpec("Ping", PingParams, job="ping", description="test: ping a target"))
-    return Engine.from_source(rules, actions=actions, events=default_events(), clock=fixed_clock)
+    return ping_engine(rules)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    url = f"sqlite:///{tmp_path}/t.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    store = open_store(url)
-    yield store
-    store.close()
+@pytest.fixture
+def store(backend_store):
+    return backend_store
 
 
 def imported(id, order_id="42", **fields):

@@ -8,16 +8,14 @@ import datetime as dt
 import json
 
 import pytest
-from pydantic import BaseModel
 
-from ruledesk.engine import ActionSpec, Engine, default_actions, default_events
+from ruledesk.engine import Engine
 from ruledesk.engine.daemon.worker import Worker
 from ruledesk.engine.jobs.durable import DurableRunner
 from ruledesk.engine.model.context import Emitted
 from ruledesk.engine.model.jobs import Done, Failed, JobHandlers, Retry
-from ruledesk.engine.store import open_store
 from ruledesk.engine.store.base import Inbound
-from support import fixed_clock
+from support import ping_engine
 
 T0 = 1_800_000_000.0
 
@@ -37,22 +35,13 @@ rule "Failed ping" {
 '''
 
 
-class PingParams(BaseModel):
-    target: str
-
-
 def make_engine() -> Engine:
-    actions = default_actions()
-    actions.register(ActionSpec("Ping", PingParams, job="ping", description="test: ping a target"))
-    return Engine.from_source(RULES, actions=actions, events=default_events(), clock=fixed_clock)
+    return ping_engine(RULES)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    url = f"sqlite:///{tmp_path}/t.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    store = open_store(url)
-    yield store
-    store.close()
+@pytest.fixture
+def store(backend_store):
+    return backend_store
 
 
 class Setup:
