@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 
-from ruledesk.engine.daemon.worker import IMPORTED
+from ruledesk.engine.daemon.worker import IMPORTED, run_stored
 from ruledesk.engine.lang.ruleset import Ruleset
 from ruledesk.engine.model.catalogue import ActionSpec, Catalogue, EventSpec
 from ruledesk.engine.model.order import dump_value, load_json, parse_order
@@ -253,22 +252,12 @@ class Replay:
         return found
 
     def _run(self, event: StoredEvent, order: dict[str, Any] | None) -> Result:
-        """What the worker does with the event (``Worker._run``), in a dry run."""
-        engine = self.engine
-        body = orjson.loads(event.body)
-        store = body.get("store") or event.store
-        if event.kind == "button":
-            return engine.press(body["button"], order or {"id": event.order_id}, store=store, event_id=event.id)
-        if event.kind == "schedule":
-            return engine.run_schedule(body["schedule"], order or {"id": event.order_id}, store=store,
-                                       event_id=body["period"])
-        if order is None:
-            return engine.process(engine.event_json(event.body), validated=True)
+        """What the worker does with the event (``worker.run_stored``), in a dry run."""
         try:
-            current = parse_order(order)
+            current = parse_order(order) if order is not None else None
         except ValueError as exc:
             raise EventError(f"the stored order cannot be read: {exc}") from exc
-        return engine.process(engine.event_for(body, current), validated=True)
+        return run_stored(self.engine, event, current, dry_run=True)
 
 
 def _on(decision: dict[str, Any], event: StoredEvent) -> bool:

@@ -105,7 +105,7 @@ class Worker:
                 current = live.get(ref)
                 if current is None and claim.orders.get(ref) is not None:
                     current = parse_order_json(claim.orders[ref])
-                result = self._run(engine, stored, current)
+                result = run_stored(engine, stored, current, dry_run=False)
                 texts = [d.stored_text() for d in result.decisions]
                 touched = {(r.store, r.order_id): order for r, order in result.orders.items() if r.order_id}
             except Exception as exc:  # a poison event: counted, tried again, set aside at max_attempts
@@ -138,20 +138,23 @@ class Worker:
         return handled, processed, unprocessed, {ref: (to_json_text(order), _folder(order))
                                                  for ref, order in orders.items()}
 
-    def _run(self, engine: Engine, stored: StoredEvent, current: dict[str, Any] | None) -> Result:
-        body = orjson.loads(stored.body)
-        store = body.get("store") or stored.store
+def run_stored(engine: Engine, stored: StoredEvent, current: dict[str, Any] | None, *, dry_run: bool) -> Result:
+    """Run an inbox event on ``current``, the runtime order the store holds (None: not stored): a
+    button press or a scheduled run on that order; "Order is Imported" (or any event for an order
+    not stored) on the order it carries; any other event on the stored order.  The worker runs it
+    for real, ``ruledesk replay`` in a dry run."""
+    body = orjson.loads(stored.body)
+    store = body.get("store") or stored.store
+    if stored.kind in ("button", "schedule"):
+        order = dump_order(current) if current is not None else {"id": stored.order_id}
         if stored.kind == "button":
-            order = dump_order(current) if current is not None else {"id": stored.order_id}
-            return engine.press(body["button"], order, store=store, event_id=stored.id, dry_run=False)
-        if stored.kind == "schedule":
-            order = dump_order(current) if current is not None else {"id": stored.order_id}
-            return engine.run_schedule(body["schedule"], order, store=store, event_id=body["period"], dry_run=False)
-        if current is None or stored.name == IMPORTED:
-            event = engine.event_json(stored.body)
-        else:
-            event = engine.event_for(body, current)
-        return engine.process(event, validated=True, dry_run=False)
+            return engine.press(body["button"], order, store=store, event_id=stored.id, dry_run=dry_run)
+        return engine.run_schedule(body["schedule"], order, store=store, event_id=body["period"], dry_run=dry_run)
+    if current is None or stored.name == IMPORTED:
+        event = engine.event_json(stored.body)
+    else:
+        event = engine.event_for(body, current)
+    return engine.process(event, validated=True, dry_run=dry_run)
 
 
 def _hops(stored: StoredEvent) -> int:
