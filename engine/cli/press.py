@@ -97,9 +97,8 @@ def _press(engine: Engine, label: str, order: dict[str, Any],
 
 def _press_stored(label: str, order_id: str, db: str, store: str, wait: float, output_format: Any, err: Any) -> None:
     """Queue a press of ``label`` for a stored order and print its decisions once the daemon ran it."""
-    from ruledesk.engine.model.order import to_json_text
+    from ruledesk.engine.daemon.intake import button_press
     from ruledesk.engine.store import StoreError, open_store
-    from ruledesk.engine.store.base import Inbound
 
     try:
         opened = open_store(db)
@@ -119,10 +118,9 @@ def _press_stored(label: str, order_id: str, db: str, store: str, wait: float, o
                 err.print(f"error: {_unknown_button(label, ruleset)}")
                 raise typer.Exit(EXIT_USAGE)
             label = plan.rules[0].trigger.label
-        event_id = f"button/{store}/{order_id}/{label}/{time.time():.6f}"
-        body = {"button": label, "store": store, "order_id": order_id, "id": event_id}
-        opened.enqueue([Inbound(event_id, store, order_id, f'Button "{label}"', to_json_text(body), kind="button",
-                                source="cli")], time.time())
+        press = button_press(store, order_id, label, time.time(), source="cli")
+        event_id = press.id
+        opened.enqueue([press], time.time())
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             stored = opened.event(event_id)

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ruledesk.engine.daemon.intake import IntakeError, parse_body
+from ruledesk.engine.daemon.intake import IntakeError, button_press, parse_body
 from ruledesk.engine.daemon.service import Daemon
 from ruledesk.engine.lang.compiler import button_key
 from ruledesk.engine.store.base import Inbound, StoreError, Token
@@ -201,11 +201,9 @@ def create_app(daemon: Daemon, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
         if await run_in_threadpool(daemon.store.order, name, order_id) is None:
             raise ApiError(404, f"store {name!r} has no order {order_id!r}")
         label = plan.rules[0].trigger.label
-        event_id = id or f"button/{name}/{order_id}/{label}/{daemon.wall():.6f}"
-        body = {"button": label, "store": name, "order_id": order_id, "id": event_id}
-        new = await take([Inbound(event_id, name, order_id, f'Button "{label}"', to_json_text(body),
-                                  kind="button")])
-        return _json({"ids": [event_id], "duplicates": [] if new[0] else [event_id]}, 202)
+        press = button_press(name, order_id, label, daemon.wall(), event_id=id)
+        new = await take([press])
+        return _json({"ids": [press.id], "duplicates": [] if new[0] else [press.id]}, 202)
 
     @app.post("/v1/events/{event_id:path}/replay", status_code=202, summary="Run a stored event again",
               responses={401: _ERROR, 403: _ERROR, 404: _ERROR})

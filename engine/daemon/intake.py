@@ -209,6 +209,15 @@ def _check_id(value: Any, where: str | None) -> None:
         raise IntakeError(422, '"id": text with a lone surrogate (\\ud800-\\udfff) is not valid Unicode', where)
 
 
+def button_press(store: str, order_id: str, label: str, now: float, *, event_id: str | None = None,
+                 source: str = "api") -> Inbound:
+    """The inbox entry of a press of button ``label`` (as the ruleset spells it) for a stored order;
+    its id names the moment of the press unless one is given."""
+    event_id = event_id or f"button/{store}/{order_id}/{label}/{now:.6f}"
+    body = {"button": label, "store": store, "order_id": order_id, "id": event_id}
+    return Inbound(event_id, store, order_id, f'Button "{label}"', to_json_text(body), kind="button", source=source)
+
+
 def _kind(value: Any) -> str:
     return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), "a number" if isinstance(value, (int, float)) or type(value).__name__ == "Decimal"
