@@ -6,7 +6,7 @@ import signal
 
 import typer
 
-from ruledesk.engine.cli import catalogue, check, config, explain, fmt, press, replay, run, serve, test, version
+from ruledesk.engine.cli import catalogue, check, config, explain, fmt, podos, press, replay, run, serve, test, version
 
 app = typer.Typer(
     name="ruledesk",
@@ -36,6 +36,7 @@ app.add_typer(serve.tokens_app, name="tokens")
 app.command()(serve.reload)
 app.command()(version.version)
 app.add_typer(config.app, name="config")
+app.add_typer(podos.app, name="podos")
 
 
 def main() -> None:
