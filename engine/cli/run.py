@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ruledesk.actions import builtin_handlers
 from ruledesk.engine.jobs import MemoryRunner
+from ruledesk.engine.jobs.preview import preview_jobs
 from ruledesk.engine.model.config import Limits
 from ruledesk.engine.model.order import load_json
 from ruledesk.engine.model.context import Event
@@ -127,7 +128,8 @@ def _process(engine: Engine, event: Event, runner: MemoryRunner | None) -> tuple
     --dry-run, of the events its jobs emitted when the in-memory runner performed them; with the jobs
     that failed."""
     result = engine.process(event, validated=True)
-    if runner is None:
+    if runner is None:  # a dry run: each job shows the request it would send
+        preview_jobs(engine, result.decisions)
         return result.decisions, []
     done = len(runner.runs)
     runner.submit(result)

@@ -20,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ruledesk.engine.daemon.intake import IntakeError, button_press, parse_body
 from ruledesk.engine.daemon.service import Daemon
 from ruledesk.engine.lang.compiler import button_key
+from ruledesk.engine.model.jobs import CALLBACKS, CallbackError, job_row
+from ruledesk.engine.run.engine import EventError
 from ruledesk.engine.store.base import Inbound, StoreError, Token
 from ruledesk.engine.model.order import to_json_text
 from ruledesk.grammar.diagnostics import closest
@@ -224,6 +226,37 @@ def create_app(daemon: Daemon, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
         new = await take([Inbound(copy_id, stored.store, stored.order_id, stored.name, to_json_text(body),
                                   kind=stored.kind, source="replay")])
         return _json({"ids": [copy_id], "duplicates": [] if new[0] else [copy_id]}, 202)
+
+    @app.post("/v1/callbacks/{integration}/{store_name}", status_code=202,
+              summary="A service calls back (podOS: an order shipped); authenticated by the integration",
+              responses={400: _ERROR, 401: _ERROR, 404: _ERROR, 413: _ERROR, 422: _ERROR, 503: _ERROR})
+    async def service_callback(integration: str, store_name: str, request: Request) -> Response:
+        """Queue the jobs the integration's callback makes of the request (podOS: a shipment to add,
+        its signature checked against the store's podOS token).  The same callback twice queues once."""
+        handle = CALLBACKS.get(integration)
+        if handle is None:
+            raise ApiError(404, f"no integration {integration!r} takes callbacks")
+        try:
+            settings = daemon.engine().store(store_name)
+        except EventError as exc:
+            raise ApiError(404, str(exc)) from None
+        body = await read_body(request.headers.get("content-length"), request.stream())
+        headers = {k.lower(): v for k, v in request.headers.items()}
+
+        def queue() -> list[bool]:
+            exists = lambda order_id: store.order(store_name, order_id) is not None  # noqa: E731
+            jobs = handle(settings, headers, body, exists)
+            return jobs, store.add_jobs([job_row(job) for job in jobs], daemon.wall())
+
+        try:
+            jobs, new = await run_in_threadpool(queue)
+        except CallbackError as exc:
+            raise ApiError(exc.status, exc.message) from None
+        except StoreError as exc:
+            raise ApiError(503, f"the store is not available, nothing was taken: {exc}",
+                           headers={"Retry-After": "1"}) from None
+        return _json({"jobs": [job.key for job in jobs],
+                      "duplicates": [job.key for job, fresh in zip(jobs, new) if not fresh]}, 202)
 
     @app.get("/healthz", summary="The daemon is alive")
     async def healthz() -> Response:

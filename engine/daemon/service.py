@@ -50,6 +50,9 @@ class Options:
     clear_leases: bool = True  # SQLite: leases left by a killed daemon are dropped on start (one daemon per file)
     max_line: int = 5 * 1024 * 1024  # followed JSONL lines over this are refused (as HTTP bodies are)
     print_decisions: IO[str] | None = None  # decisions as JSON lines, as they happen
+    # applied to the configuration whenever it is read (serve --podos-simulator points podOS at it)
+    adjust_config: Callable[[Config], Config] | None = None
+    idle_horizon: float = 0.0  # idle() counts a job due within this many seconds as work still to do
 
 
 class Daemon:
@@ -112,7 +115,12 @@ class Daemon:
     def build(self) -> tuple[Ruleset, Config]:
         """The ruleset of the rule files now, and the configuration (all or nothing)."""
         from ruledesk.engine.model.config import load_config
-        config = load_config(self.options.config_path) if self.options.config_path else self.config
+        if self.options.config_path:
+            config = load_config(self.options.config_path)
+            if self.options.adjust_config is not None:
+                config = self.options.adjust_config(config)
+        else:
+            config = self.config
         ruleset = load_ruleset(self.options.rules, self.events, self.actions)
         if not ruleset.rules:
             raise ValueError(
@@ -499,7 +507,7 @@ class Daemon:
         if counts.get("events_pending"):
             return False
         due = self.store.next_job_due()
-        return due is None or due > self.wall()
+        return due is None or due > self.wall() + self.options.idle_horizon
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         report: dict[str, Any] = {"daemon": self.name}

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from ruledesk.engine.model.jobs import Job
+from ruledesk.engine.model.jobs import Job, job_row
 from ruledesk.engine.model.order import dump_order, parse_order_json, to_json_text
 from ruledesk.engine.run.decision import Result
 from ruledesk.engine.run.engine import Engine
@@ -117,8 +117,11 @@ class Worker:
             decisions = [{"event_id": d.event_id, "top_event_id": stored.id, "store": d.store or stored.store,
                           "order_id": d.order_id or stored.order_id, "name": d.event, "ruleset": version,
                           "body": text} for d, text in zip(result.decisions, texts)]
-            hops = _hops(stored)
-            jobs = [_job_row(job, hops) for job in result.jobs]
+            body = orjson.loads(stored.body) if stored.source == "job" else {}
+            hops = int(body.get("hops", 0))
+            jobs = [job_row(job, hops) for job in result.jobs]
+            if body.get("then"):  # a job handler's continuation, due once this event's rules have run
+                jobs.append(job_row(Job(**body["then"]), hops))
             done.setdefault(ref, []).append((Handled(stored, result, texts, time.perf_counter() - started),
                                              Processed(stored.seq, version, decisions, jobs), touched))
         handled: list[Handled] = []
@@ -155,17 +158,6 @@ def run_stored(engine: Engine, stored: StoredEvent, current: dict[str, Any] | No
     else:
         event = engine.event_for(body, current)
     return engine.process(event, validated=True, dry_run=dry_run)
-
-
-def _hops(stored: StoredEvent) -> int:
-    if stored.source != "job":
-        return 0
-    return int(orjson.loads(stored.body).get("hops", 0))
-
-
-def _job_row(job: Job, hops: int) -> dict[str, Any]:
-    return {"key": job.key, "kind": job.kind, "store": job.store, "order_id": job.order_id or "",
-            "event_id": job.event_id, "body": to_json_text(job.to_json()), "hops": hops}
 
 
 def _folder(order: dict[str, Any]) -> str | None:

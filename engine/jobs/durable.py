@@ -10,6 +10,7 @@ harmless where they dedupe (documented per job kind where they cannot).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import itertools
 import logging
@@ -21,7 +22,7 @@ from typing import Any
 import orjson
 
 from ruledesk.engine.model.context import Emitted, utcnow
-from ruledesk.engine.model.jobs import Done, Failed, Job, JobContext, JobHandlers, Outcome, Retry
+from ruledesk.engine.model.jobs import Done, Failed, Job, JobContext, JobHandlers, Outcome, Retry, job_row
 from ruledesk.engine.model.order import dump_order, parse_order_json, to_json_text
 from ruledesk.engine.run.engine import Engine, EventError
 from ruledesk.engine.store.base import Inbound, JobClaim, JobFinish
@@ -116,13 +117,20 @@ class DurableRunner:
             if attempt < self.max_attempts:
                 return JobFinish("pending", outcome.error, due_at=outcome.at.timestamp()), "retry", outcome.error
             outcome = Failed(f"gave up after {attempt} attempts: {outcome.error}")
-        detail = to_json_text(dict(outcome.detail)) if isinstance(outcome, Done) and outcome.detail else None
+        detail = to_json_text(dict(outcome.detail)) if outcome.detail else None
         events, problem = self._events(claim, job, outcome.events)
+        order = jobs = None
+        if isinstance(outcome, Done):
+            if outcome.order is not None:
+                order = (to_json_text(outcome.order), _folder(outcome.order))
+            jobs = [job_row(later.job, claim.job.hops, (later.at or self.clock()).timestamp())
+                    for later in outcome.jobs]
+        finish = JobFinish("done", detail=detail, events=events, order=order, jobs=jobs or [])
         if problem is not None:
-            return JobFinish("failed", problem, detail=detail, events=events), "failed", problem
+            return dataclasses.replace(finish, status="failed", error=problem), "failed", problem
         if isinstance(outcome, Failed):
-            return JobFinish("failed", outcome.error, events=events), "failed", outcome.error
-        return JobFinish("done", detail=detail, events=events), "done", None
+            return dataclasses.replace(finish, status="failed", error=outcome.error), "failed", outcome.error
+        return finish, "done", None
 
     def _events(self, claim: JobClaim, job: Job, emitted: tuple[Emitted, ...]) -> tuple[list[Inbound], str | None]:
         """The inbox entries of the events a handler emitted (validated now: one that cannot be
@@ -141,8 +149,10 @@ class DurableRunner:
             order = dump_order(item.order) if item.order is not None else {"id": claim.job.order_id}
             data = {"event": item.name, "order": order, "payload": item.payload, "store": store, "id": event_id,
                     "hops": hops}
+            if item.then is not None:  # recorded when this event commits, due then (see the worker)
+                data["then"] = item.then.to_json()
             try:
-                event = engine.event({k: v for k, v in data.items() if k != "hops"})
+                event = engine.event({k: v for k, v in data.items() if k not in ("hops", "then")})
             except EventError as exc:
                 problems.append(f"emitted an event that cannot be processed: {exc}")
                 continue
@@ -151,3 +161,8 @@ class DurableRunner:
                                    to_json_text({**data, "event": event.name, "payload": event.payload}),
                                    source="job"))
         return inbound, ("; ".join(problems) or None)
+
+
+def _folder(order: dict[str, Any]) -> str | None:
+    folder = order.get("folder")
+    return folder if isinstance(folder, str) else None

@@ -58,6 +58,9 @@ class MemoryRunner:
         self.stores: dict[str, StoreSettings] = {}
         self.runs: list[JobRun] = []
         self._queue: list[tuple[_dt.datetime, int, Job, int]] = []
+        # jobs a handler scheduled for later (a status poll): run by a ``run()`` that finds them due,
+        # never waited for (a batch run does not sit out podOS's production time)
+        self.later: list[tuple[_dt.datetime, int, Job, int]] = []
         self._hops: dict[str, int] = {}  # job key -> how many jobs led to it (job -> event -> job ...)
         self._seen: set[str] = set()
         self._events: set[str] = set()  # ids of the events whose results were submitted
@@ -72,19 +75,30 @@ class MemoryRunner:
         self.orders.update(result.orders)
         self.stores.update(result.stores)
         for job in result.jobs:
-            if job.key not in self._seen:
-                self._seen.add(job.key)
-                self._hops[job.key] = hops
-                heapq.heappush(self._queue, (self.clock(), next(self._sequence), job, 1))
+            self._queue_job(job, self.clock(), hops)
+
+    def _queue_job(self, job: Job, due: _dt.datetime, hops: int, *, wait: bool = True) -> None:
+        if job.key not in self._seen:  # a key seen before is ignored, as the durable store would
+            self._seen.add(job.key)
+            self._hops[job.key] = hops
+            entry = (due, next(self._sequence), job, 1)
+            if wait or due <= self.clock():
+                heapq.heappush(self._queue, entry)
+            else:
+                self.later.append(entry)
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + len(self.later)
 
     def run(self) -> list[Result]:
         """Perform jobs until none is left (or the next one is due later than ``max_wait`` allows)."""
         results: list[Result] = []
         waited = 0.0
+        now = self.clock()
+        for entry in [e for e in self.later if e[0] <= now]:
+            self.later.remove(entry)
+            heapq.heappush(self._queue, entry)
         while self._queue:
             due, _, job, attempt = self._queue[0]
             delay = (due - self.clock()).total_seconds()
@@ -103,6 +117,11 @@ class MemoryRunner:
                     continue
                 outcome = Failed(f"gave up after {attempt} attempts: {outcome.error}")
                 self.runs.append(JobRun(job, attempt, outcome, self.clock()))
+            if isinstance(outcome, Done):
+                if outcome.order is not None:  # the integration's own change, before its events run
+                    self.orders[OrderRef(job.store, job.order_id)] = copy.deepcopy(outcome.order)
+                for later in outcome.jobs:  # continuations keep the chain's depth
+                    self._queue_job(later.job, later.at or self.clock(), self._hops.get(job.key, 0), wait=False)
             results.extend(self._emit(job, attempt, outcome.events))
         return results
 
@@ -148,5 +167,7 @@ class MemoryRunner:
                                         self.clock()))
                 continue
             self.submit(result, hops=hops)
+            if item.then is not None:  # the handler's continuation: after this event's rules
+                self._queue_job(item.then, self.clock(), hops)
             results.append(result)
         return results

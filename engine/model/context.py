@@ -61,6 +61,10 @@ class Emitted:
     payload: dict[str, Any]
     order: dict[str, Any] | None = None  # another order (split, copy); None means the same order
     store: str | None = None  # the store of that other order; None means the emitting order's store
+    # A job to record once this event's rules have run (a job handler's continuation, e.g. podOS's
+    # send after "Before Order Submitted to podOS"): it commits with the event's decisions, so it
+    # sees the order as those rules left it.  Honoured only for events a job emitted.
+    then: Any = None
 
 
 class ActionContext:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ruledesk.engine.model.context import Emitted
+from ruledesk.engine.model.order import to_json_text
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,39 @@ def job_key(event_id: str, rule: str, slot: int, occurrence: int) -> str:
     return f"job-{digest[:32]}"
 
 
+def job_row(job: Job, hops: int = 0, due_at: float | None = None) -> dict[str, Any]:
+    """A job as the store's outbox keeps it (``due_at`` None: due when it is committed)."""
+    row = {"key": job.key, "kind": job.kind, "store": job.store, "order_id": job.order_id or "",
+           "event_id": job.event_id, "body": to_json_text(job.to_json()), "hops": hops}
+    if due_at is not None:
+        row["due_at"] = due_at
+    return row
+
+
 # ---- what a handler returns --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
+class Later:
+    """A job a handler schedules (a continuation such as the next status poll), due ``at`` (None: now)."""
+
+    job: Job
+    at: _dt.datetime | None = None
+
+
+@dataclass(frozen=True)
 class Done:
-    """The job is done; ``events`` (for the job's order) enter the stream like any event."""
+    """The job is done; ``events`` (for the job's order) enter the stream like any event.
+
+    ``order`` is the order's new state when the integration itself changes it (podOS moving an
+    accepted order to the After Import folder, adding a shipment): it is written with the job's
+    end, under the order's lease, before ``events`` run on it.  ``jobs`` are scheduled in the same
+    transaction (a key already stored is kept as it is)."""
 
     events: tuple[Emitted, ...] = ()
     detail: Mapping[str, Any] = field(default_factory=dict)
+    order: dict[str, Any] | None = None
+    jobs: tuple[Later, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +93,7 @@ class Failed:
 
     error: str
     events: tuple[Emitted, ...] = ()
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
 
 Outcome = Done | Retry | Failed
@@ -138,5 +164,55 @@ def handler(kind: str) -> Callable[[Handler], Handler]:
 
     def register(fn: Handler) -> Handler:
         return HANDLERS.register(kind, fn)
+
+    return register
+
+
+# ---- previews: what a job would send, for a dry run ------------------------------------------------
+
+# fn(job, ctx) -> the request the job would send now (JSON-able), computed without any effect
+# (read-only look-ups are allowed: podOS resolves a product's variants).  A dry run shows it in
+# the action's ``detail.request``.
+Preview = Callable[[Job, JobContext], dict[str, Any]]
+PREVIEWS: dict[str, Preview] = {}
+
+
+def preview(kind: str) -> Callable[[Preview], Preview]:
+    """Decorator: register what a dry run shows for jobs of ``kind``."""
+
+    def register(fn: Preview) -> Preview:
+        PREVIEWS[kind] = fn
+        return fn
+
+    return register
+
+
+# ---- callbacks: a service telling ruledesk that something happened (podOS: an order shipped) ------
+
+
+class CallbackError(Exception):
+    """A callback refused: ``status`` (401 bad signature, 404 unknown order, 400/422 bad body) and why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# fn(store settings, request headers (lower-case names), raw body, order_exists(order_id)) -> the
+# jobs to queue.  A callback authenticates its own way (podOS: an HMAC of the body keyed with the
+# store's podOS token) and raises CallbackError to refuse.
+Callback = Callable[[Any, Mapping[str, str], bytes, Callable[[str], bool]], list[Job]]
+CALLBACKS: dict[str, Callback] = {}
+
+
+def callback(integration: str) -> Callable[[Callback], Callback]:
+    """Decorator: serve ``fn`` at the daemon's ``POST /v1/callbacks/{integration}/{store}``."""
+
+    def register(fn: Callback) -> Callback:
+        if integration in CALLBACKS:
+            raise ValueError(f"a callback for {integration!r} is already registered")
+        CALLBACKS[integration] = fn
+        return fn
 
     return register

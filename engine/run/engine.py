@@ -290,7 +290,10 @@ class Engine:
 
     def store(self, given: StoreSettings | dict[str, Any] | str | None) -> StoreSettings:
         """The settings of the store an event names: a configured store by name (an unknown name is
-        an EventError when stores are configured), or settings given with the event."""
+        an EventError when stores are configured), or settings given with the event.  An event that
+        names no store is for the configured store when there is exactly one."""
+        if not given and len(self.stores) == 1:
+            return next(iter(self.stores.values()))
         if isinstance(given, str) and self.stores:
             found = self.stores.get(given)
             if found is None:

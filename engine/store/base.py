@@ -117,6 +117,8 @@ class JobFinish:
     due_at: float | None = None
     detail: str | None = None
     events: list[Inbound] = field(default_factory=list)
+    order: tuple[str, str | None] | None = None  # the order's new state (JSON text, folder), written under the lease
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # jobs it scheduled (rows as Processed.jobs)
 
 
 @dataclass(frozen=True)

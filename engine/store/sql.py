@@ -315,7 +315,8 @@ class SqlStore:
         return None
 
     def finish_job(self, claim: JobClaim, finish: JobFinish, now: float) -> list[bool]:
-        """Record a job attempt's end and put the events it emitted in the inbox, in one transaction."""
+        """Record a job attempt's end, the order's new state and the jobs it scheduled (if any), and
+        put the events it emitted in the inbox, in one transaction."""
         with self._transaction() as tx:
             tx.rows(f"SELECT key FROM jobs WHERE key = ?{self.FOR_UPDATE}", (claim.job.key,))  # claims' lock order
             self._check_lease(tx, claim.holder, 1)
@@ -323,9 +324,21 @@ class SqlStore:
                    " finished_at = ? WHERE key = ?",
                    (finish.status, finish.due_at if finish.due_at is not None else claim.job.due_at, finish.error,
                     finish.detail, now if finish.status != "pending" else None, claim.job.key))
+            if finish.order is not None:
+                self._write_orders(tx, {(claim.job.store, claim.job.order_id): finish.order}, now)
+            self._insert_jobs(tx, finish.jobs, now)
             new = self._insert_events(tx, finish.events, now)
             tx.run("DELETE FROM order_leases WHERE holder = ?", (claim.holder,))
         return new
+
+    def add_jobs(self, jobs: Sequence[dict[str, Any]], now: float) -> list[bool]:
+        """Queue jobs that no event recorded (a callback's); for each, True if its key is new."""
+        with self._transaction() as tx:
+            keys = [j["key"] for j in jobs]
+            before = {row[0] for row in tx.rows(f"SELECT key FROM jobs WHERE key IN ({', '.join('?' * len(keys))})",
+                                                keys)} if keys else set()
+            self._insert_jobs(tx, jobs, now)
+        return [key not in before for key in keys]
 
     def job(self, key: str) -> StoredJob | None:
         with self._read() as tx:
