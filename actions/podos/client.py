@@ -105,8 +105,10 @@ class _PodosBase:
 
     @classmethod
     def from_settings(cls, settings: PodosSettings, **kw: Any):
-        """A client for a store's podOS settings (``url``, ``project``, ``token``)."""
-        return cls(settings.url, settings.project, settings.token, **kw)
+        """A client for a store's podOS settings (``url``, ``project``, ``token``, ``timeout``,
+        ``retries``); ``kw`` overrides."""
+        options = {"timeout": float(settings.timeout), "retries": settings.retries, **kw}
+        return cls(settings.url, settings.project, settings.token, **options)
 
     def _client_options(self, limits: httpx.Limits | None) -> dict[str, Any]:
         options: dict[str, Any] = {

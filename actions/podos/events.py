@@ -22,28 +22,35 @@ class GeneralError(Payload):
 
 PODOS = "podos"
 
-event("Order Scheduled to podOS", NoPayload, "The order is queued for submission to podOS.", PODOS)
+SCHEDULED = "Order Scheduled to podOS"
+BEFORE = "Before Order Submitted to podOS"
+AFTER = "After Order Submitted to podOS"
+INVALID_SKU = "Order Not Submitted to podOS Because of Invalid SKU"
+GENERAL_ERROR = "Order Not Submitted to podOS Because of General Error"
+NO_PRODUCTS = "Order Not Submitted to podOS Because No Products Available"
+
+event(SCHEDULED, NoPayload, "The order is queued for submission to podOS.", PODOS)
 event(
-    "Before Order Submitted to podOS",
+    BEFORE,
     NoPayload,
     "The order is about to be sent to podOS; rules may still edit it.",
     PODOS,
 )
-event("After Order Submitted to podOS", AfterSubmitted, "podOS accepted the order.", PODOS)
+event(AFTER, AfterSubmitted, "podOS accepted the order.", PODOS)
 event(
-    "Order Not Submitted to podOS Because of Invalid SKU",
+    INVALID_SKU,
     InvalidSku,
     "Some items could not be matched to a podOS product variant.",
     PODOS,
 )
 event(
-    "Order Not Submitted to podOS Because of General Error",
+    GENERAL_ERROR,
     GeneralError,
     "Submitting to podOS failed (HTTP error, timeout or refusal) after retries.",
     PODOS,
 )
 event(
-    "Order Not Submitted to podOS Because No Products Available",
+    NO_PRODUCTS,
     NoPayload,
     "The order has no items that podOS can print.",
     PODOS,

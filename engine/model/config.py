@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,7 @@ def _located(name: str, data: Any, error: dict[str, Any]) -> str:
     line, col = _position(data, loc)
     key = ".".join(str(part) if isinstance(part, str) else f"[{part}]" for part in loc).replace(".[", "[")
     message = error["msg"].removeprefix("Value error, ")
+    line = _line_within(data, loc, message, line)
     if error["type"] == "extra_forbidden":
         model = _model_at(loc[:-1])
         near = closest(str(loc[-1]), _keys(model)) if model is not None else []
@@ -112,6 +114,25 @@ def _position(data: Any, loc: tuple) -> tuple[int, int]:
         else:
             break
     return line, col
+
+
+def _line_within(data: Any, loc: tuple, message: str, line: int) -> int:
+    """A message about ``line N`` of a setting written one entry per line (a YAML list or a block
+    string) is placed at that entry's line of the file."""
+    found = re.match(r"line (\d+)\b", message)
+    if not found:
+        return line
+    number, node = int(found.group(1)), data
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return line
+    if isinstance(node, CommentedSeq) and 0 < number <= len(node):
+        return node.lc.item(number - 1)[0] + 1
+    if isinstance(node, str) and "\n" in node:
+        return line + number  # a block scalar starts on the line after its key
+    return line
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, SecretStr
 
 from ruledesk.engine.model.order import bounded_value
 from ruledesk.engine.model.types import Record, record_of_model
@@ -58,20 +58,84 @@ class Settings(BaseModel):
         return type(self) is type(other) and self.__dict__ == other.__dict__
 
 
+# The mail classes podOS ships with (docs/podos-api.md, GET /v1/shipping-methods): a fixed list,
+# so a configuration naming anything else is refused when it is loaded, not at the first order.
+PODOS_MAIL_CLASSES = ("Economy", "Standard", "Ground", "Priority", "Express", "Overnight")
+
+
+def _mail_class(value: Any) -> Any:
+    if isinstance(value, str) and value not in PODOS_MAIL_CLASSES:
+        near = [c for c in PODOS_MAIL_CLASSES if c.casefold() == value.strip().casefold()]
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ValueError(f"{value!r} is not a podOS mail class{hint}; podOS offers {', '.join(PODOS_MAIL_CLASSES)}")
+    return value
+
+
+MailClass = Annotated[str, AfterValidator(_mail_class)]
+
+
+def _lines(value: Any, what: str) -> Any:
+    """A setting Order Desk takes as a text box, one entry per line: a YAML block string, or a list."""
+    if isinstance(value, str):
+        return [line.strip() for line in value.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return value
+
+
+def _code_match(value: Any) -> Any:
+    """Product Code Match: ``CODE=SKU`` per line (a bundle: ``CODE=SKU1,SKU2``), as a block string,
+    a list of such lines, or a mapping of code to SKU(s); each becomes code -> [SKU, ...]."""
+    if isinstance(value, dict):
+        entries = [(number, str(k), v) for number, (k, v) in enumerate(value.items(), 1)]
+    else:
+        if isinstance(value, str):  # numbered as written: an error names the line of the text box
+            lines = [(n, line.strip()) for n, line in enumerate(value.splitlines(), 1)
+                     if line.strip() and not line.strip().startswith("#")]
+        elif isinstance(value, list):
+            lines = list(enumerate(value, 1))
+        else:
+            raise ValueError("write one CODE=SKU per line (a bundle: CODE=SKU1,SKU2)")
+        entries = []
+        for number, line in lines:
+            if not isinstance(line, str) or "=" not in line:
+                raise ValueError(f"line {number} ({line!r}): expected CODE=SKU (a bundle: CODE=SKU1,SKU2)")
+            code, _, skus = line.partition("=")
+            entries.append((number, code, skus))
+    match: dict[str, list[str]] = {}
+    for number, code, skus in entries:
+        code = code.strip()
+        parts = skus if isinstance(skus, list) else str(skus).split(",")
+        parts = [str(p).strip() for p in parts]
+        if not code:
+            raise ValueError(f"line {number}: the item code before '=' is empty")
+        if not parts or not all(parts):
+            raise ValueError(f"line {number} ({code}=...): an empty SKU (write CODE=SKU or CODE=SKU1,SKU2)")
+        if code in match:
+            raise ValueError(f"line {number}: the code {code!r} is matched twice")
+        match[code] = parts
+    return match
+
+
 class PodosSettings(Settings):
     """The podOS integration's settings for one store (Order Desk's podOS settings page)."""
 
-    project: str = Field(description="the podOS project name")
+    project: str = Field(min_length=1, description="the podOS project name")
     token: Secret = Field(description="the podOS API token (a secret: env:NAME or file:PATH)")
-    url: str = Field(description="the podOS API base URL")
+    url: str = Field(pattern=r"^https?://[^\s/]+", description="the podOS API base URL (http:// or https://)")
     after_import_folder: str | None = Field(None, description="folder an order moves to once podOS accepted it")
-    default_mail_class: str | None = Field(None, description="mail class when no Shipping Class Match applies")
+    default_mail_class: MailClass = Field("Standard", description="mail class when no Shipping Class Match applies")
     after_shipment_folder: str | None = Field(None, description="folder an order moves to when podOS ships it")
-    shipping_class_match: dict[str, str] = Field(default_factory=dict,
-                                                 description="shopping-cart shipping method -> podOS mail class")
-    product_code_match: dict[str, str] = Field(default_factory=dict,
-                                               description="item code -> the podOS SKU(s) sent instead")
-    product_code_skip: list[str] = Field(default_factory=list, description="item codes never sent to podOS")
+    shipping_class_match: dict[str, MailClass] = Field(
+        default_factory=dict, description="shopping-cart shipping method (exact name) -> podOS mail class")
+    product_code_match: Annotated[dict[str, list[str]], BeforeValidator(_code_match)] = Field(
+        default_factory=dict, description="item code -> the podOS SKU(s) sent instead: CODE=SKU or CODE=SKU1,SKU2 "
+                                          "per line")
+    product_code_skip: Annotated[list[str], BeforeValidator(lambda v: _lines(v, "product_code_skip"))] = Field(
+        default_factory=list, description="item codes never sent to podOS (one per line)")
+    callback_url: str | None = Field(None, pattern=r"^https?://", description="where podOS posts shipments "
+                                     "(this daemon's POST /v1/callbacks/podos/{store}); none: polling only")
+    poll_interval: float = Field(300.0, gt=0, description="seconds between status polls of a submitted order")
+    timeout: float = Field(10.0, gt=0, description="seconds to wait for podOS on one request")
+    retries: int = Field(3, ge=0, le=10, description="quick retries of a transient failure within one attempt")
 
 
 class StoreSettings(Settings):
