@@ -22,16 +22,35 @@ def test_the_embedding_example_prints_what_the_readme_shows() -> None:
 
 def test_the_first_command_serves_the_examples_and_prints_their_decisions(tmp_path) -> None:
     """The README's first line, as a newcomer runs it, with --exit-when-idle (and a private
-    database and port) so that it ends: every example event is decided and printed."""
+    database and port) so that it ends: every example event is decided and printed, the print
+    orders go to the podOS simulator it started, and their shipments come back."""
     first = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()[1]
     command = first.split("&& .venv/bin/ruledesk ", 1)[1].split()
-    assert command[:3] == ["serve", "--follow", "examples/orders.jsonl"]
+    assert command[:3] == ["serve", "--follow", "examples/orders.jsonl"] and "--podos-simulator" in command
     run = subprocess.run([sys.executable, "-m", "ruledesk.engine.cli", *command, "--exit-when-idle", "--port", "0",
                           "--db", f"sqlite:///{tmp_path}/readme.db", "--pidfile", str(tmp_path / "pid")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     decisions = [json.loads(line) for line in run.stdout.splitlines()]
     lines = [line for line in (ROOT / "examples" / "orders.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    assert len({d["event_id"] for d in decisions if d["depth"] == 0}) == len(lines)
+    assert len({d["event_id"] for d in decisions if d["depth"] == 0
+                and not d["event_id"].startswith(("job-", "podos-ship-"))}) == len(lines)  # not job-emitted
     assert all(d["ruleset"].startswith("sha256:") for d in decisions)
     assert "ruledesk serving on http://127.0.0.1:" in run.stderr
+    assert "podOS simulator on http://127.0.0.1:" in run.stderr
+    by_event: dict[str, list[dict]] = {}
+    for decision in decisions:
+        by_event.setdefault(decision["event"], []).append(decision)
+    submitted = {d["order_id"] for d in by_event["After Order Submitted to podOS"]}
+    assert len(submitted) >= 5
+    assert {d["order_id"] for d in by_event["Before Order Submitted to podOS"]} >= submitted
+    assert {d["order_id"] for d in by_event["Order Not Submitted to podOS Because of Invalid SKU"]} == {"1014"}
+    assert {d["order_id"] for d in by_event["Order Not Submitted to podOS Because No Products Available"]} == {"1011"}
+    # every submitted order shipped (the simulator ships after a second), once, and moved to Shipped
+    shipped = [d for d in by_event["Shipment is Added"] if d["order_id"] in submitted and any(
+        s["tracking_number"].startswith("94001") for s in d["order"]["order_shipments"])]
+    assert {d["order_id"] for d in shipped} == submitted
+    for order_id in submitted:
+        last = [d for d in decisions if d["order_id"] == order_id][-1]["order"]
+        assert last["folder"] == "Shipped"
+        assert len([s for s in last["order_shipments"] if s["tracking_number"].startswith("94001")]) == 1

@@ -13,7 +13,9 @@ import subprocess
 import sys
 import threading
 import time
+from urllib.parse import quote
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -21,6 +23,7 @@ import typer
 from ruledesk.engine.cli.options import EXIT_ERRORS, EXIT_USAGE, ConfigOption, RulesOption, load_config_or_exit, \
     rule_paths, stderr
 from ruledesk.engine.model.config import Config
+from ruledesk.engine.model.settings import StoreSettings
 from ruledesk.engine.store import StoreError, open_store
 
 DEFAULT_DB = "sqlite:///ruledesk.db"
@@ -80,6 +83,11 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL")] = "info",
     pidfile: PidfileOption = DEFAULT_PIDFILE,
     role: Annotated[str, typer.Option("--role", hidden=True)] = "all",
+    podos_simulator: Annotated[bool, typer.Option(
+        "--podos-simulator", help="Start a podOS simulator (shipping each order a second after it is submitted) "
+        "and point every configured store's podOS at it, shipment callbacks included (demos, trials).")] = False,
+    podos_at: Annotated[str | None, typer.Option("--podos-at", hidden=True)] = None,
+    podos_callback: Annotated[str | None, typer.Option("--podos-callback", hidden=True)] = None,
 ) -> None:
     """Run the daemon: events in over HTTP (and --follow), rules run, effects out exactly once.
 
@@ -99,14 +107,28 @@ def serve(
     if config is None and Path("ruledesk.yaml").is_file():
         config = "ruledesk.yaml"
     settings = load_config_or_exit(config, err) or Config()
+    simulator = None
+    if podos_simulator and role != "worker":
+        simulator = _start_simulator(settings, err)
+        podos_at = simulator.url
+    sock = None
+    if role != "worker":
+        sock = _listen(host, port, err, simulator)
+        bound = sock.getsockname()[1]
+        if simulator is not None:
+            podos_callback = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{bound}"
+    adjust = _podos_override(podos_at, podos_callback) if podos_at else None
+    if adjust is not None:
+        settings = adjust(settings)
     try:
         store = open_store(db)
     except (StoreError, ValueError) as exc:
         err.print(f"error: {exc}")
+        _close(sock, simulator)
         raise typer.Exit(EXIT_USAGE) from None
     options = Options(rules=rule_paths(rules), config_path=config, lease=lease, watch=not static,
                       print_decisions=None if quiet else sys.stdout, work=workers == 0 or role == "worker",
-                      clear_leases=role == "all")
+                      clear_leases=role == "all", adjust_config=adjust, idle_horizon=IDLE_HORIZON)
     daemon = Daemon(store, settings, options)
     try:
         daemon.start_ruleset()
@@ -115,6 +137,7 @@ def serve(
         err.print(_describe(exc))
         err.print("error: the rule files have errors and the store has no earlier ruleset to serve; nothing runs")
         store.close()
+        _close(sock, simulator)
         raise typer.Exit(EXIT_ERRORS) from None
     if daemon.ruleset_source == "store":
         err.print(f"WARNING: the rule files have errors; serving the last good ruleset {daemon.ruleset.version} "
@@ -122,19 +145,6 @@ def serve(
     if role == "worker":
         _work(daemon, store)
         return
-    try:
-        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on connections of a socket that says it is
-        # TCP; without it every response on a kept-alive connection waits ~40 ms (Nagle + delayed ACK)
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
-                             socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)  # before "serving on" is printed: a client acting on that line is not refused
-    except OSError as exc:
-        err.print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}")
-        store.close()
-        raise typer.Exit(EXIT_USAGE) from None
-    bound = sock.getsockname()[1]
     app = create_app(daemon, max_body=max_body)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                            timeout_graceful_shutdown=5))
@@ -162,12 +172,17 @@ def serve(
         args += [part for path in options.rules for part in ("--rules", path)]
         args += ["--config", config] if config else []
         args += ["--quiet"] if quiet else []
+        args += ["--podos-at", podos_at] if podos_at else []
+        args += ["--podos-callback", podos_callback] if podos_callback else []
         children.extend(subprocess.Popen(args) for _ in range(workers))
     for source in follow or ():
         daemon.follow(source, keep_following=not exit_when_idle)
     logging.getLogger("ruledesk.daemon").info(
         {"msg": "serving", "url": f"http://{host}:{bound}", "db": store.url_for_display,
          "ruleset": daemon.ruleset.version, "pid": os.getpid()})
+    if simulator is not None:
+        err.print(f"podOS simulator on {simulator.url} (ships each order {SIMULATOR_SHIPS_AFTER:g} s after it is "
+                  "submitted; shipments come back by callback and by polling)")
     err.print(f"ruledesk serving on http://{host}:{bound} (store {store.url_for_display}, "
               f"ruleset {daemon.ruleset.version[:19]}); Ctrl-C stops")
     watchers = []
@@ -193,9 +208,67 @@ def serve(
             except subprocess.TimeoutExpired:
                 child.kill()
         store.close()
+        _close(None, simulator)
         with contextlib.suppress(OSError):
             Path(pidfile).unlink()
     err.print(f"ruledesk stopped: {daemon.received} events received, {daemon.processed} processed")
+
+
+IDLE_HORIZON = 30.0  # --exit-when-idle waits for jobs due within this many seconds (podOS status polls)
+SIMULATOR_SHIPS_AFTER = 1.0
+
+
+def _listen(host: str, port: int, err: Any, simulator: Any) -> socket.socket:
+    """The API's listening socket, bound before anything is configured with its address."""
+    try:
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on connections of a socket that says it is
+        # TCP; without it every response on a kept-alive connection waits ~40 ms (Nagle + delayed ACK)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
+                             socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)  # before "serving on" is printed: a client acting on that line is not refused
+    except OSError as exc:
+        err.print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}")
+        _close(None, simulator)
+        raise typer.Exit(EXIT_USAGE) from None
+    return sock
+
+
+def _close(sock: socket.socket | None, simulator: Any) -> None:
+    if sock is not None:
+        sock.close()
+    if simulator is not None:
+        simulator.stop()
+
+
+def _start_simulator(settings: Config, err: Any) -> Any:
+    """A podOS simulator on a free loopback port, taking the configured stores' podOS token."""
+    from ruledesk.actions.podos.simulator import Simulator
+
+    tokens = {s.podos.token.get_secret_value() for s in settings.stores if s.podos is not None}
+    if len(tokens) != 1:
+        err.print("error: --podos-simulator needs a configuration (--config) whose stores have podos: settings "
+                  "with one token" + (" (they have different tokens)" if tokens else ""))
+        raise typer.Exit(EXIT_USAGE)
+    return Simulator(token=tokens.pop(), ship_after=SIMULATOR_SHIPS_AFTER).start()
+
+
+def _podos_override(url: str, callback_base: str | None) -> Callable[[Config], Config]:
+    """Point every store's podOS at ``url`` and its shipment callbacks at this daemon."""
+
+    def adjust(config: Config) -> Config:
+        stores = []
+        for store in config.stores:
+            if store.podos is not None:
+                update: dict[str, Any] = {"url": url}
+                if callback_base:
+                    update["callback_url"] = f"{callback_base}/v1/callbacks/podos/{quote(store.name, safe='')}"
+                store = StoreSettings.model_validate({**dict(store), "podos": store.podos.model_copy(update=update)})
+            stores.append(store)
+        return config.model_copy(update={"stores": stores})
+
+    return adjust
 
 
 def _work(daemon: Any, store: Any) -> None:

@@ -79,5 +79,9 @@ def test_payloads_are_typed_and_keep_extra_keys():
         EVENTS["Order Not Submitted to podOS Because of Invalid SKU"].payload.model_validate({"skus": "A"})
 
 
-def test_the_podos_action_is_not_registered_here():
-    assert "Submit Order to podOS" not in ACTIONS
+def test_the_podos_action_is_registered_by_the_integration_as_an_external_action():
+    import ruledesk.actions  # noqa: F401 -- registers the integrations
+
+    spec = ACTIONS["Submit Order to podOS"]
+    assert spec.external and spec.job == "podos.submit" and spec.source == "podos"
+    assert spec.emits == ("Order Scheduled to podOS",)
