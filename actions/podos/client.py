@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import email.utils
 import logging
+import math
 import random
 import time
 from decimal import Decimal
@@ -158,7 +159,8 @@ class _PodosBase:
             "rate_limited" if status == 429 else "server_error" if status >= 500 else "http_error")
         message = fields.get("message")
         if not isinstance(message, str):
-            message = response.text[:_SNIPPET].strip() or response.reason_phrase or "no message"
+            # starred out before it is cut: a token across the cut would otherwise show its start
+            message = self._scrub(response.text)[:_SNIPPET].strip() or response.reason_phrase or "no message"
         skus = fields.get("skus")
         skus = [self._scrub(str(sku)) for sku in skus] if isinstance(skus, list) else []
         retry_after = _retry_after(response.headers.get("Retry-After")) if transient else None
@@ -214,26 +216,26 @@ class PodosClient(_PodosBase):
 
     def find(self, order_desk_order_id: str) -> dict[str, Any] | None:
         """The podOS order of an Order Desk order, or None."""
-        orders = self._call(_Call("GET", "/v1/orders", {"order_desk_order_id": order_desk_order_id}))[1]["orders"]
+        orders = _listed(self._call(_Call("GET", "/v1/orders", {"order_desk_order_id": order_desk_order_id}))[1], "orders")
         return orders[0] if orders else None
 
     def products(self, style_code: str | None = None) -> list[dict[str, Any]]:
         """Base (GFN) products, those of ``style_code`` when given."""
         params = {"style_code": style_code} if style_code is not None else None
-        return self._call(_Call("GET", "/v1/products", params))[1]["products"]
+        return _listed(self._call(_Call("GET", "/v1/products", params))[1], "products")
 
     def variants(self, product_id: str | None = None) -> list[dict[str, Any]]:
         """GFN variants, those of ``product_id`` when given."""
         params = {"product_id": product_id} if product_id is not None else None
-        return self._call(_Call("GET", "/v1/variants", params))[1]["variants"]
+        return _listed(self._call(_Call("GET", "/v1/variants", params))[1], "variants")
 
     def designs(self) -> list[dict[str, Any]]:
         """Pre-designed variants."""
-        return self._call(_Call("GET", "/v1/designs"))[1]["designs"]
+        return _listed(self._call(_Call("GET", "/v1/designs"))[1], "designs")
 
     def mail_classes(self) -> list[str]:
         """The mail classes podOS ships with."""
-        return self._call(_Call("GET", "/v1/shipping-methods"))[1]["mail_classes"]
+        return _listed(self._call(_Call("GET", "/v1/shipping-methods"))[1], "mail_classes")
 
     def close(self) -> None:
         self._http.close()
@@ -289,26 +291,26 @@ class AsyncPodosClient(_PodosBase):
     async def find(self, order_desk_order_id: str) -> dict[str, Any] | None:
         """The podOS order of an Order Desk order, or None."""
         found = await self._call(_Call("GET", "/v1/orders", {"order_desk_order_id": order_desk_order_id}))
-        orders = found[1]["orders"]
+        orders = _listed(found[1], "orders")
         return orders[0] if orders else None
 
     async def products(self, style_code: str | None = None) -> list[dict[str, Any]]:
         """Base (GFN) products, those of ``style_code`` when given."""
         params = {"style_code": style_code} if style_code is not None else None
-        return (await self._call(_Call("GET", "/v1/products", params)))[1]["products"]
+        return _listed((await self._call(_Call("GET", "/v1/products", params)))[1], "products")
 
     async def variants(self, product_id: str | None = None) -> list[dict[str, Any]]:
         """GFN variants, those of ``product_id`` when given."""
         params = {"product_id": product_id} if product_id is not None else None
-        return (await self._call(_Call("GET", "/v1/variants", params)))[1]["variants"]
+        return _listed((await self._call(_Call("GET", "/v1/variants", params)))[1], "variants")
 
     async def designs(self) -> list[dict[str, Any]]:
         """Pre-designed variants."""
-        return (await self._call(_Call("GET", "/v1/designs")))[1]["designs"]
+        return _listed((await self._call(_Call("GET", "/v1/designs")))[1], "designs")
 
     async def mail_classes(self) -> list[str]:
         """The mail classes podOS ships with."""
-        return (await self._call(_Call("GET", "/v1/shipping-methods")))[1]["mail_classes"]
+        return _listed((await self._call(_Call("GET", "/v1/shipping-methods")))[1], "mail_classes")
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -339,22 +341,36 @@ class AsyncPodosClient(_PodosBase):
             await self._sleep(self._wait_before_retry(error, call, attempt))
 
 
+def _listed(answer: dict[str, Any], key: str) -> list[Any]:
+    """The list a look-up answers with; a PodosError (bad_response) when podOS sent something else."""
+    found = answer.get(key)
+    if not isinstance(found, list):
+        raise PodosError(f"podOS answered without a {key!r} list", status=200, code="bad_response",
+                         transient=False)
+    return found
+
+
+MAX_RETRY_AFTER = 7 * 24 * 3600.0  # a Retry-After beyond a week is taken as a week
+
+
 def _retry_after(value: str | None) -> float | None:
     """``Retry-After`` in seconds: a number of seconds or an HTTP date; None when absent or unreadable."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return None if math.isnan(seconds) else min(MAX_RETRY_AFTER, max(0.0, seconds))
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
+    return min(MAX_RETRY_AFTER, max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds()))
 
 
 def _json_default(value: Any) -> Any:

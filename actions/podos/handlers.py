@@ -52,6 +52,7 @@ SHIPMENT_ADDED = "Shipment is Added"
 FOLDER_CHANGED = "Folder is Changed"
 
 POLL_FOR = _dt.timedelta(days=30)  # how long an unshipped order's status is polled
+MAX_WAIT = 7 * 24 * 3600.0  # the longest Retry-After honoured (seconds)
 RETRY_BASE = 2.0  # seconds: the first job-level retry waits up to this (full jitter, doubling)
 VARIANTS_TTL = 300.0  # seconds a GFN product's variants are cached for item resolution
 
@@ -160,12 +161,17 @@ def send(job: Job, ctx: JobContext) -> Outcome:
     except NotConfigured as exc:
         return _general_error(str(exc))
     except PodosError as exc:
-        if exc.code == "invalid_sku":
+        if exc.code == "invalid_sku" and exc.skus:
             return Failed(str(exc), (Emitted(INVALID_SKU, {"skus": list(exc.skus)}),))
         if exc.transient and not ctx.final:
             return Retry(_retry_at(ctx, exc), str(exc))
         return _general_error(str(exc) if not exc.transient else f"{exc} (after {ctx.attempt} attempts)")
-    podos_id = str(submission.order.get("id"))
+    except Exception as exc:  # anything else (a podOS answer nothing expected): the rules still hear of it
+        return _general_error(_without_token(f"{type(exc).__name__}: {exc}", ctx))
+    podos_id = submission.order.get("id")
+    if not isinstance(podos_id, (str, int)) or isinstance(podos_id, bool) or not str(podos_id).strip():
+        return _general_error(f"podOS accepted the order but answered without an order id ({type(podos_id).__name__})")
+    podos_id = str(podos_id)
     order = copy.deepcopy(ctx.order)
     order.setdefault("order_metadata", {})["podos_order_id"] = podos_id
     events = [Emitted(AFTER, {"podos_order_id": podos_id})]
@@ -176,6 +182,12 @@ def send(job: Job, ctx: JobContext) -> Outcome:
                 order=order, jobs=(Later(poll, ctx.now() + _dt.timedelta(seconds=settings.poll_interval)),))
 
 
+def _without_token(text: str, ctx: JobContext) -> str:
+    settings = getattr(ctx.store, "podos", None)
+    token = settings.token.get_secret_value() if settings is not None else ""
+    return text.replace(token, "**********") if token else text
+
+
 def _general_error(error: str) -> Failed:
     return Failed(error, (Emitted(GENERAL_ERROR, {"error": error}),))
 
@@ -183,8 +195,8 @@ def _general_error(error: str) -> Failed:
 def _retry_at(ctx: JobContext, exc: PodosError) -> _dt.datetime:
     """Backoff with full jitter, never sooner than the server's Retry-After."""
     at = ctx.backoff(base=RETRY_BASE)
-    if exc.retry_after is not None:
-        at = max(at, ctx.now() + _dt.timedelta(seconds=exc.retry_after))
+    if exc.retry_after is not None:  # the client caps it (a week); a bad value never overflows here
+        at = max(at, ctx.now() + _dt.timedelta(seconds=min(float(exc.retry_after), MAX_WAIT)))
     return at
 
 
@@ -215,7 +227,7 @@ def poll(job: Job, ctx: JobContext) -> Outcome:
         if exc.transient:  # podOS is down for a while: keep polling at the usual pace
             return Done(detail={"error": str(exc)}, jobs=_next_poll(job, ctx, settings))
         return Failed(str(exc))
-    done = _shipments(job, ctx, settings, status.get("shipments") or [])
+    done = _shipments(job, ctx, settings, clean_shipments(status.get("shipments")))
     finished = status.get("status") in ("shipped", "cancelled")
     return Done(done.events, {**done.detail, "status": status.get("status")}, order=done.order,
                 jobs=() if finished else _next_poll(job, ctx, settings))
@@ -272,6 +284,22 @@ def _shipments(job: Job, ctx: JobContext, settings: PodosSettings, shipments: li
 SHIPMENT_FIELDS = ("tracking_number", "carrier", "method", "tracking_url", "shipped_at")
 
 
+def clean_shipments(value: Any) -> list[dict[str, str]]:
+    """The shipments of a podOS answer or callback that have a tracking number, with their known
+    fields as text (podOS's answer is input: anything else is left out)."""
+    if not isinstance(value, list):
+        return []
+    cleaned = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("tracking_number"), (str, int)):
+            continue
+        fields = {name: str(item[name]) for name in SHIPMENT_FIELDS
+                  if isinstance(item.get(name), (str, int, float)) and not isinstance(item.get(name), bool)}
+        if fields.get("tracking_number", "").strip():
+            cleaned.append(fields)
+    return cleaned
+
+
 @callback("podos")
 def shipped(settings: Any, headers: Mapping[str, str], body: bytes, order_exists: Callable[[str], bool]) -> list[Job]:
     """podOS calls back when an order ships (docs/podos-api.md): the body is signed with the store's
@@ -295,8 +323,7 @@ def shipped(settings: Any, headers: Mapping[str, str], body: bytes, order_exists
     order_id = str(order["order_desk_order_id"])
     if not order_exists(order_id):
         raise CallbackError(404, f"store {settings.name!r} has no order {order_id!r}")
-    shipments = [{name: str(item[name]) for name in SHIPMENT_FIELDS if item.get(name) is not None}
-                 for item in order.get("shipments") or [] if isinstance(item, dict) and item.get("tracking_number")]
+    shipments = clean_shipments(order.get("shipments"))
     if not shipments:
         return []
     numbers = "\0".join(sorted(item["tracking_number"] for item in shipments))

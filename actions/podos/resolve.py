@@ -121,6 +121,9 @@ def plan_submission(order: Mapping[str, Any], settings: PodosSettings, variants_
         print_url = item_field(item, PRINT_URL)
         extra = {"print_url": print_url} if print_url else {}
         if code in settings.product_code_match:
+            if quantity < 1:
+                plan.skipped.append(code)  # none (or a fraction) of an item: nothing to print
+                continue
             items.extend({**line, "sku": sku, "quantity": quantity, **extra}
                          for sku in settings.product_code_match[code])
             continue

@@ -51,7 +51,8 @@ class ApiError(Exception):
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+    # to_json_text: explained decisions hold runtime values (Decimals) that plain orjson refuses
+    return Response(to_json_text(data), status_code=status, media_type="application/json")
 
 
 def create_app(daemon: Daemon, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:

@@ -74,6 +74,19 @@ def _mail_class(value: Any) -> Any:
 MailClass = Annotated[str, AfterValidator(_mail_class)]
 
 
+def _http_url(value: str) -> str:
+    """An http(s) URL with a host that an HTTP client can use (checked as httpx parses it)."""
+    import httpx  # noqa: PLC0415 -- only configurations with podOS settings need it
+
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise ValueError(f"not a usable URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("expected an http:// or https:// URL with a host")
+    return value
+
+
 def _lines(value: Any, what: str) -> Any:
     """A setting Order Desk takes as a text box, one entry per line: a YAML block string, or a list."""
     if isinstance(value, str):
@@ -120,7 +133,7 @@ class PodosSettings(Settings):
 
     project: str = Field(min_length=1, description="the podOS project name")
     token: Secret = Field(description="the podOS API token (a secret: env:NAME or file:PATH)")
-    url: str = Field(pattern=r"^https?://[^\s/]+", description="the podOS API base URL (http:// or https://)")
+    url: Annotated[str, AfterValidator(_http_url)] = Field(description="the podOS API base URL (http:// or https://)")
     after_import_folder: str | None = Field(None, description="folder an order moves to once podOS accepted it")
     default_mail_class: MailClass = Field("Standard", description="mail class when no Shipping Class Match applies")
     after_shipment_folder: str | None = Field(None, description="folder an order moves to when podOS ships it")
@@ -131,7 +144,7 @@ class PodosSettings(Settings):
                                           "per line")
     product_code_skip: Annotated[list[str], BeforeValidator(lambda v: _lines(v, "product_code_skip"))] = Field(
         default_factory=list, description="item codes never sent to podOS (one per line)")
-    callback_url: str | None = Field(None, pattern=r"^https?://", description="where podOS posts shipments "
+    callback_url: Annotated[str, AfterValidator(_http_url)] | None = Field(None, description="where podOS posts shipments "
                                      "(this daemon's POST /v1/callbacks/podos/{store}); none: polling only")
     poll_interval: float = Field(300.0, gt=0, description="seconds between status polls of a submitted order")
     timeout: float = Field(10.0, gt=0, description="seconds to wait for podOS on one request")
