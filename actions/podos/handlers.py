@@ -41,7 +41,7 @@ from ruledesk.engine.model.order import Shipment
 from ruledesk.engine.model.settings import PodosSettings
 
 from ruledesk.actions.podos.actions import SUBMIT
-from ruledesk.actions.podos.client import PodosClient, PodosError
+from ruledesk.actions.podos.client import PodosClient, PodosError, Submission
 from ruledesk.actions.podos.events import AFTER, BEFORE, GENERAL_ERROR, INVALID_SKU, NO_PRODUCTS
 from ruledesk.actions.podos.resolve import plan_submission
 
@@ -157,7 +157,15 @@ def send(job: Job, ctx: JobContext) -> Outcome:
                           (Emitted(INVALID_SKU, {"skus": plan.unresolved}),), {"request": plan.body})
         if not plan.items:
             return Failed("the order has no podOS items", (Emitted(NO_PRODUCTS, {}),), {"request": plan.body})
-        submission = client.submit(plan.body, job.params.get("idempotency_key") or job.key)
+        try:
+            submission = client.submit(plan.body, job.params.get("idempotency_key") or job.key)
+        except PodosError as exc:
+            # the order changed between two attempts (same key, another body): podOS has an order
+            # for it already if the first attempt got through, and that is the one it prints
+            existing = client.find(str(ctx.order.get("id"))) if exc.code == "idempotency_conflict" else None
+            if existing is None:
+                raise
+            submission = Submission(existing, False)
     except NotConfigured as exc:
         return _general_error(str(exc))
     except PodosError as exc:

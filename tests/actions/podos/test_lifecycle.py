@@ -315,9 +315,8 @@ def test_product_code_match_sends_the_bundle_and_leaves_the_order_alone(sim):
 
 
 def test_a_matched_item_with_quantity_zero_does_not_sink_the_order(sim):
-    """BUG (resolve.py, Product Code Match branch of plan_submission): the item is sent with quantity 0,
-    podOS refuses the whole order with 400 and the order gets General Error instead of being submitted
-    without the item (as a resolved item with quantity 0 is)."""
+    """A matched item with quantity 0 is left out and the rest is submitted (as a resolved item with
+    quantity 0 is); sent, podOS would refuse the whole order with 400 and the order get General Error."""
     m = Memory(sim, product_code_match="GIFT-SET=MUG-11-WHITE")
     m.import_order(an_order("1001", poster(), stock("2", "GIFT-SET") | {"quantity": "0"}))
     assert m.outcomes() == [AFTER], m.notes()
@@ -701,3 +700,32 @@ def test_shipments_come_back_by_callback_and_polling_once_each_over_serve(tmp_pa
     finally:
         serve.stop()
     assert not [line for line in serve.lines if TOKEN in line]
+
+
+def test_an_order_changed_between_attempts_is_still_taken_as_submitted(sim):
+    """The first attempt got through (podOS has the order under the key), then the order changed
+    before the retry: the same Idempotency-Key with another body is a 409 at podOS; the send finds
+    podOS's order for it and ends as submitted (one podOS order), not as a General Error."""
+    from pydantic import SecretStr
+
+    from ruledesk.actions.podos import handlers
+    from ruledesk.actions.podos.client import PodosClient
+    from ruledesk.engine.model.jobs import Done, Job, JobContext
+    from ruledesk.engine.model.order import parse_order
+    from ruledesk.engine.model.settings import PodosSettings, StoreSettings
+
+    store = StoreSettings(name="acme", podos=PodosSettings(project="p", token=SecretStr(TOKEN),
+                                                           url=sim.url, retries=0))
+    order = parse_order({"id": "7001", "shipping_method": "Ground", "order_items": [
+        {"id": "1", "code": "POSTER-SUNRISE-18X24", "quantity": 1, "metadata": {"podos_variant_id": "pv-55012"}}]})
+    job = Job(handlers.SEND, "job-409.send", "Submit Order to podOS", "r", "ev", "7001", "acme",
+              {"idempotency_key": "job-409"})
+    with PodosClient.from_settings(store.podos) as client:
+        ctx = JobContext(order, store, {"podos": lambda s: client}, lambda: dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc))
+        first = handlers.send(job, ctx)
+        order["shipping_method"] = "Overnight"  # changed before the retry: another body, the same key
+        again = handlers.send(job, JobContext(order, store, {"podos": lambda s: client}, lambda: dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)))
+    assert isinstance(first, Done) and isinstance(again, Done), again
+    assert again.detail["podos_order_id"] == first.detail["podos_order_id"] and again.detail["created"] is False
+    assert [o["order_desk_order_id"] for o in sim.orders()] == ["7001"]
+    assert sim.requests()[-2]["path"] == "/v1/orders" and sim.requests()[-1]["path"].startswith("/v1/orders")

@@ -387,8 +387,7 @@ def test_resolution_through_the_client_is_what_the_simulator_accepts():
 @pytest.mark.parametrize("quantity", ["0", "-1", "1.5"])
 def test_a_product_code_match_item_without_a_whole_positive_quantity_is_not_sent(quantity):
     """As for a resolved item (quantity < 1 or a fraction: skipped), never a quantity podOS refuses with 400
-    (which would sink the whole order).  BUG: the Product Code Match branch of plan_submission sends the
-    quantity as it is (0, -1, or 0 for 1.5)."""
+    (which would sink the whole order)."""
     podos = settings(product_code_match="GIFT=MUG-11-WHITE")
     p = plan(order(item("1", "POSTER", metadata={"podos_variant_id": "pv-55012"}),
                    item("2", "GIFT", quantity=quantity)), podos)
