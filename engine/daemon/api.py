@@ -244,7 +244,7 @@ def create_app(daemon: Daemon, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
         body = await read_body(request.headers.get("content-length"), request.stream())
         headers = {k.lower(): v for k, v in request.headers.items()}
 
-        def queue() -> list[bool]:
+        def queue() -> tuple[list[Any], list[bool]]:
             exists = lambda order_id: store.order(store_name, order_id) is not None  # noqa: E731
             jobs = handle(settings, headers, body, exists)
             return jobs, store.add_jobs([job_row(job) for job in jobs], daemon.wall())

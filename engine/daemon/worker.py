@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from ruledesk.engine.model.jobs import Job, job_row
-from ruledesk.engine.model.order import dump_order, parse_order_json, to_json_text
+from ruledesk.engine.model.order import dump_order, folder_of, parse_order_json, to_json_text
 from ruledesk.engine.run.decision import Result
 from ruledesk.engine.run.engine import Engine
 from ruledesk.engine.store.base import Claim, Processed, StoredEvent, Unprocessed
@@ -138,7 +138,7 @@ class Worker:
         unprocessed = [Unprocessed(h.event.seq, h.error or "") for h in failed.values()]
         handled.extend(failed.values())
         handled.sort(key=lambda h: h.event.seq)
-        return handled, processed, unprocessed, {ref: (to_json_text(order), _folder(order))
+        return handled, processed, unprocessed, {ref: (to_json_text(order), folder_of(order))
                                                  for ref, order in orders.items()}
 
 def run_stored(engine: Engine, stored: StoredEvent, current: dict[str, Any] | None, *, dry_run: bool) -> Result:
@@ -159,7 +159,3 @@ def run_stored(engine: Engine, stored: StoredEvent, current: dict[str, Any] | No
         event = engine.event_for(body, current)
     return engine.process(event, validated=True, dry_run=dry_run)
 
-
-def _folder(order: dict[str, Any]) -> str | None:
-    folder = order.get("folder")
-    return folder if isinstance(folder, str) else None

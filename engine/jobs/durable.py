@@ -23,7 +23,7 @@ import orjson
 
 from ruledesk.engine.model.context import Emitted, utcnow
 from ruledesk.engine.model.jobs import Done, Failed, Job, JobContext, JobHandlers, Outcome, Retry, job_row
-from ruledesk.engine.model.order import dump_order, parse_order_json, to_json_text
+from ruledesk.engine.model.order import dump_order, folder_of, parse_order_json, to_json_text
 from ruledesk.engine.run.engine import Engine, EventError
 from ruledesk.engine.store.base import Inbound, JobClaim, JobFinish
 from ruledesk.engine.store.sql import SqlStore
@@ -122,7 +122,7 @@ class DurableRunner:
         order = jobs = None
         if isinstance(outcome, Done):
             if outcome.order is not None:
-                order = (to_json_text(outcome.order), _folder(outcome.order))
+                order = (to_json_text(outcome.order), folder_of(outcome.order))
             jobs = [job_row(later.job, claim.job.hops, (later.at or self.clock()).timestamp())
                     for later in outcome.jobs]
         finish = JobFinish("done", detail=detail, events=events, order=order, jobs=jobs or [])
@@ -161,8 +161,3 @@ class DurableRunner:
                                    to_json_text({**data, "event": event.name, "payload": event.payload}),
                                    source="job"))
         return inbound, ("; ".join(problems) or None)
-
-
-def _folder(order: dict[str, Any]) -> str | None:
-    folder = order.get("folder")
-    return folder if isinstance(folder, str) else None

@@ -172,7 +172,7 @@ def handler(kind: str) -> Callable[[Handler], Handler]:
 
 # fn(job, ctx) -> the request the job would send now (JSON-able), computed without any effect
 # (read-only look-ups are allowed: podOS resolves a product's variants).  A dry run shows it in
-# the action's ``detail.request``.
+# the action's ``detail.preview``.
 Preview = Callable[[Job, JobContext], dict[str, Any]]
 PREVIEWS: dict[str, Preview] = {}
 

@@ -533,6 +533,12 @@ def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:
 _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
+def folder_of(order: dict[str, Any]) -> str | None:
+    """The order's folder as the store indexes it (None when it is not text)."""
+    folder = order.get("folder")
+    return folder if isinstance(folder, str) else None
+
+
 def to_json_text(value: Any) -> str:
     """``to_json(value)`` written by orjson, without a Python walk of ``value``: Decimals and
     datetimes are dumped as ``dump_value`` dumps them, as orjson meets them.  Raises TypeError

@@ -87,11 +87,16 @@ def _http_url(value: str) -> str:
     return value
 
 
-def _lines(value: Any, what: str) -> Any:
+def _numbered_lines(text: str) -> list[tuple[int, str]]:
+    """The entries of a text box (one per line; blank lines and # comments left out) with their line
+    numbers as written, so an error names the line the user sees."""
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)
+            if line.strip() and not line.strip().startswith("#")]
+
+
+def _lines(value: Any) -> Any:
     """A setting Order Desk takes as a text box, one entry per line: a YAML block string, or a list."""
-    if isinstance(value, str):
-        return [line.strip() for line in value.splitlines() if line.strip() and not line.strip().startswith("#")]
-    return value
+    return [line for _, line in _numbered_lines(value)] if isinstance(value, str) else value
 
 
 def _code_match(value: Any) -> Any:
@@ -101,8 +106,7 @@ def _code_match(value: Any) -> Any:
         entries = [(number, str(k), v) for number, (k, v) in enumerate(value.items(), 1)]
     else:
         if isinstance(value, str):  # numbered as written: an error names the line of the text box
-            lines = [(n, line.strip()) for n, line in enumerate(value.splitlines(), 1)
-                     if line.strip() and not line.strip().startswith("#")]
+            lines = _numbered_lines(value)
         elif isinstance(value, list):
             lines = list(enumerate(value, 1))
         else:
@@ -142,7 +146,7 @@ class PodosSettings(Settings):
     product_code_match: Annotated[dict[str, list[str]], BeforeValidator(_code_match)] = Field(
         default_factory=dict, description="item code -> the podOS SKU(s) sent instead: CODE=SKU or CODE=SKU1,SKU2 "
                                           "per line")
-    product_code_skip: Annotated[list[str], BeforeValidator(lambda v: _lines(v, "product_code_skip"))] = Field(
+    product_code_skip: Annotated[list[str], BeforeValidator(_lines)] = Field(
         default_factory=list, description="item codes never sent to podOS (one per line)")
     callback_url: Annotated[str, AfterValidator(_http_url)] | None = Field(None, description="where podOS posts shipments "
                                      "(this daemon's POST /v1/callbacks/podos/{store}); none: polling only")
