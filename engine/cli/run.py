@@ -62,7 +62,7 @@ def run(
     limits = config.limits if config is not None else Limits()
     max_depth = limits.max_depth if max_depth is None else max_depth
     max_firings = limits.max_firings if max_firings is None else max_firings
-    engine = Engine(ruleset, events=events, actions=catalogue, stores=config.stores if config else None,
+    engine = Engine(ruleset, events=events, actions=catalogue, stores=config.stores if config else None, config=config,
                     dry_run=dry_run, max_depth=max_depth, max_firings=max_firings, clock=fixed_clock(now),
                     explain=DECIDING)
     runner = None if dry_run else MemoryRunner(engine, builtin_handlers())  # real time, even with --now

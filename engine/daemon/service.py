@@ -129,7 +129,7 @@ class Daemon:
 
     def activate(self, ruleset: Ruleset, config: Config, source: str = "files") -> None:
         """Swap in a new engine atomically (a claim in progress finishes on the one it started with)."""
-        engine = Engine(ruleset, events=self.events, actions=self.actions, stores=config.stores,
+        engine = Engine(ruleset, events=self.events, actions=self.actions, stores=config.stores, config=config,
                         max_depth=config.limits.max_depth, max_firings=config.limits.max_firings)
         self.config = config
         self._engine = engine

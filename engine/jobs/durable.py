@@ -99,7 +99,8 @@ class DurableRunner:
             store = engine.store(job.store)
         except Exception as exc:
             return job, attempt, Failed(f"cannot prepare the job: {type(exc).__name__}: {exc}")
-        context = JobContext(order, store, self.clients, self.clock, attempt, self.max_attempts)
+        limit = self.handlers.max_attempts(job.kind, engine.config, self.max_attempts)
+        context = JobContext(order, store, self.clients, self.clock, attempt, limit, engine.config)
         try:
             outcome = handler(job, context)
         except Exception as exc:  # a broken handler fails its job, never the runner
@@ -114,15 +115,15 @@ class DurableRunner:
 
     def _finish(self, claim: JobClaim, job: Job, attempt: int, outcome: Outcome) -> tuple[JobFinish, str, str | None]:
         if isinstance(outcome, Retry):
-            if attempt < self.max_attempts:
+            if attempt < self.handlers.max_attempts(job.kind, self.engine().config, self.max_attempts):
                 return JobFinish("pending", outcome.error, due_at=outcome.at.timestamp()), "retry", outcome.error
             outcome = Failed(f"gave up after {attempt} attempts: {outcome.error}")
         detail = to_json_text(dict(outcome.detail)) if outcome.detail else None
         events, problem = self._events(claim, job, outcome.events)
         order = jobs = None
+        if outcome.order is not None:
+            order = (to_json_text(outcome.order), folder_of(outcome.order))
         if isinstance(outcome, Done):
-            if outcome.order is not None:
-                order = (to_json_text(outcome.order), folder_of(outcome.order))
             jobs = [job_row(later.job, claim.job.hops, (later.at or self.clock()).timestamp())
                     for later in outcome.jobs]
         finish = JobFinish("done", detail=detail, events=events, order=order, jobs=jobs or [])

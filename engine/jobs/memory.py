@@ -112,14 +112,14 @@ class MemoryRunner:
             outcome = self._attempt(job, attempt)
             self.runs.append(JobRun(job, attempt, outcome, self.clock()))
             if isinstance(outcome, Retry):
-                if attempt < self.max_attempts:
+                if attempt < self.handlers.max_attempts(job.kind, self.engine.config, self.max_attempts):
                     heapq.heappush(self._queue, (outcome.at, next(self._sequence), job, attempt + 1))
                     continue
                 outcome = Failed(f"gave up after {attempt} attempts: {outcome.error}")
                 self.runs.append(JobRun(job, attempt, outcome, self.clock()))
+            if outcome.order is not None:  # the integration's own change, before its events run
+                self.orders[OrderRef(job.store, job.order_id)] = copy.deepcopy(outcome.order)
             if isinstance(outcome, Done):
-                if outcome.order is not None:  # the integration's own change, before its events run
-                    self.orders[OrderRef(job.store, job.order_id)] = copy.deepcopy(outcome.order)
                 for later in outcome.jobs:  # continuations keep the chain's depth
                     self._queue_job(later.job, later.at or self.clock(), self._hops.get(job.key, 0), wait=False)
             results.extend(self._emit(job, attempt, outcome.events))
@@ -134,7 +134,9 @@ class MemoryRunner:
             return Failed(f"no handler for job kind {job.kind!r}")
         # a copy: orders change through events and their rules, never behind them
         order = copy.deepcopy(self.orders.get(OrderRef(job.store, job.order_id), {"id": job.order_id}))
-        context = JobContext(order, self._store(job.store), self.clients, self.clock, attempt, self.max_attempts)
+        limit = self.handlers.max_attempts(job.kind, self.engine.config, self.max_attempts)
+        context = JobContext(order, self._store(job.store), self.clients, self.clock, attempt, limit,
+                             self.engine.config)
         try:
             outcome = handler(job, context)
         except Exception as exc:  # a broken handler fails its job, never the runner

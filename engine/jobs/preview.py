@@ -27,7 +27,8 @@ def preview_jobs(engine: Engine, decisions: Iterable[Decision], *, previews: Map
             if fn is None:
                 continue
             try:
-                ctx = JobContext(copy.deepcopy(decision.order), engine.store(job.store), clients or {}, clock)
+                ctx = JobContext(copy.deepcopy(decision.order), engine.store(job.store), clients or {}, clock,
+                                 config=engine.config)
                 shown = fn(job, ctx)
             except Exception as exc:  # a preview never ends a dry run
                 shown = {"error": f"{type(exc).__name__}: {exc}"}

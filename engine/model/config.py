@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
@@ -47,6 +47,15 @@ class Config(BaseModel):
     email: EmailSettings | None = Field(None, description="how Send Email sends")
     limits: Limits = Field(default_factory=Limits, description="the cascade's limits")
 
+    _path: Path | None = PrivateAttr(None)  # the file it was read from (load_config)
+
+    def relative(self, path: str | Path) -> Path:
+        """``path`` as the configuration means it: relative to the configuration file's folder."""
+        path = Path(path).expanduser()
+        if path.is_absolute() or self._path is None:
+            return path
+        return self._path.parent / path
+
     @field_validator("stores")
     @classmethod
     def _unique_names(cls, stores: list[StoreSettings]) -> list[StoreSettings]:
@@ -64,7 +73,9 @@ def load_config(path: str | Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the configuration: {exc.strerror or exc}"]) from None
-    return parse_config(text, str(path))
+    config = parse_config(text, str(path))
+    config._path = path
+    return config
 
 
 def parse_config(text: str, name: str = "ruledesk.yaml") -> Config:

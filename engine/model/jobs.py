@@ -89,11 +89,15 @@ class Retry:
 
 @dataclass(frozen=True)
 class Failed:
-    """The job failed for good; ``events`` (typically the integration's failure event) enter the stream."""
+    """The job failed for good; ``events`` (typically the integration's failure event) enter the stream.
+
+    ``order``, as for ``Done``, is the order's new state when the failure is recorded on it (a note
+    saying a webhook was never delivered): written with the job's end, under the order's lease."""
 
     error: str
     events: tuple[Emitted, ...] = ()
     detail: Mapping[str, Any] = field(default_factory=dict)
+    order: dict[str, Any] | None = None
 
 
 Outcome = Done | Retry | Failed
@@ -111,6 +115,7 @@ class JobContext:
     clock: Callable[[], _dt.datetime]
     attempt: int = 1
     max_attempts: int = 5
+    config: Any = None  # the active configuration (ruledesk.yaml: email, webhooks); None when embedded without one
 
     def now(self) -> _dt.datetime:
         return self.clock()
@@ -131,20 +136,38 @@ class JobContext:
 Handler = Callable[[Job, JobContext], Outcome]
 
 
+# How many attempts a job kind gets: a number, or fn(config) -> a number (configurable, e.g.
+# Post Order JSON's retries); None: the runner's default.
+Attempts = int | Callable[[Any], int] | None
+
+
 class JobHandlers:
     """The handlers by job kind; ``copy()`` gives a runner its own set to register on."""
 
-    def __init__(self, handlers: Mapping[str, Handler] | None = None) -> None:
+    def __init__(self, handlers: Mapping[str, Handler] | None = None,
+                 attempts: Mapping[str, Attempts] | None = None) -> None:
         self._handlers: dict[str, Handler] = dict(handlers or {})
+        self._attempts: dict[str, Attempts] = dict(attempts or {})
 
-    def register(self, kind: str, handler: Handler, *, replace: bool = False) -> Handler:
+    def register(self, kind: str, handler: Handler, *, replace: bool = False, attempts: Attempts = None) -> Handler:
         if kind in self._handlers and not replace:
             raise ValueError(f"a handler for job kind {kind!r} is already registered")
         self._handlers[kind] = handler
+        if attempts is not None:
+            self._attempts[kind] = attempts
+        else:
+            self._attempts.pop(kind, None)
         return handler
 
     def get(self, kind: str) -> Handler | None:
         return self._handlers.get(kind)
+
+    def max_attempts(self, kind: str, config: Any, default: int) -> int:
+        """How many attempts a job of ``kind`` gets: its own limit (given ``config``), else ``default``."""
+        limit = self._attempts.get(kind)
+        if limit is None:
+            return default
+        return int(limit(config) if callable(limit) else limit)
 
     def __contains__(self, kind: object) -> bool:
         return kind in self._handlers
@@ -153,17 +176,18 @@ class JobHandlers:
         return iter(sorted(self._handlers))
 
     def copy(self) -> "JobHandlers":
-        return JobHandlers(self._handlers)
+        return JobHandlers(self._handlers, self._attempts)
 
 
 HANDLERS = JobHandlers()
 
 
-def handler(kind: str) -> Callable[[Handler], Handler]:
-    """Decorator: register ``fn(job, ctx) -> Done | Retry | Failed`` for ``kind`` in the default handlers."""
+def handler(kind: str, *, attempts: Attempts = None) -> Callable[[Handler], Handler]:
+    """Decorator: register ``fn(job, ctx) -> Done | Retry | Failed`` for ``kind`` in the default
+    handlers; ``attempts`` overrides the runner's attempts for this kind (a number or fn(config))."""
 
     def register(fn: Handler) -> Handler:
-        return HANDLERS.register(kind, fn)
+        return HANDLERS.register(kind, fn, attempts=attempts)
 
     return register
 

@@ -198,8 +198,9 @@ class Engine:
     def __init__(self, ruleset: Ruleset, *, events: Catalogue[EventSpec] | None = None,
                  actions: Catalogue[ActionSpec] | None = None, stores: Iterable[StoreSettings] | None = None,
                  dry_run: bool = False, clock: Callable[[], _dt.datetime] | None = None, max_depth: int = 10,
-                 max_firings: int = 100, explain: str = DECIDING) -> None:
+                 max_firings: int = 100, explain: str = DECIDING, config: Any = None) -> None:
         self.ruleset = ruleset
+        self.config = config  # the configuration the engine was built from (job handlers read email, webhooks)
         self.explain = explain
         self.events = events if events is not None else default_events()
         self.actions = actions if actions is not None else default_actions()
