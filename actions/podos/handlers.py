@@ -17,8 +17,8 @@ Desk order, so a retry or a second submission never prints twice) and ends in ex
 Shipments come back by ``podos.poll`` (a chain of scheduled polls of the status endpoint) and by
 ``podos.shipment`` (queued by the daemon's callback endpoint): a shipment new to the order is
 added, "Shipment is Added" fires and the order moves to the After Shipment folder; a shipment the
-order has already (same tracking number) changes nothing.  ``SHIPMENT_HOOKS`` lets the Order Desk
-operations pass a shipment on (a copied order to its original).
+order has already (same tracking number) changes nothing.  A copied order's new shipment is passed
+back to its original by the "Shipment is Added" event itself (actions/stores.py).
 """
 
 from __future__ import annotations
@@ -55,12 +55,6 @@ POLL_FOR = _dt.timedelta(days=30)  # how long an unshipped order's status is pol
 MAX_WAIT = 7 * 24 * 3600.0  # the longest Retry-After honoured (seconds)
 RETRY_BASE = 2.0  # seconds: the first job-level retry waits up to this (full jitter, doubling)
 VARIANTS_TTL = 300.0  # seconds a GFN product's variants are cached for item resolution
-
-# fn(job, ctx, order, shipments) -> events: called with the shipments just added to an order
-# (issue 10 registers the copy-back of a copied order's shipment to its original here).
-ShipmentHook = Callable[[Job, JobContext, dict[str, Any], list[dict[str, Any]]], list[Emitted]]
-SHIPMENT_HOOKS: list[ShipmentHook] = []
-
 
 class NotConfigured(Exception):
     """The order's store has no podOS settings."""
@@ -284,8 +278,6 @@ def _shipments(job: Job, ctx: JobContext, settings: PodosSettings, shipments: li
     if not added:
         return Done(detail={"shipments_added": 0})
     events += _move(order, settings.after_shipment_folder)
-    for hook in SHIPMENT_HOOKS:
-        events += hook(job, ctx, order, added)
     return Done(tuple(events), {"shipments_added": len(added)}, order=order)
 
 

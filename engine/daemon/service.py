@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ruledesk.engine.daemon.intake import Intake, IntakeError, parse_body
+from ruledesk.engine.daemon.intake import Intake, IntakeError, parse_body, schedule_periods, schedule_run
 from ruledesk.engine.daemon.metrics import Metrics
 from ruledesk.engine.daemon.worker import Handled, Worker, daemon_id
 from ruledesk.engine.jobs.durable import DurableRunner, JobAttempt
@@ -22,7 +22,7 @@ from ruledesk.engine.lang.ruleset import Ruleset, RulesetError, build_ruleset, f
 from ruledesk.engine.model.config import Config
 from ruledesk.engine.model.context import utcnow
 from ruledesk.engine.model.jobs import HANDLERS, JobHandlers
-from ruledesk.engine.model.order import load_json, to_json_text
+from ruledesk.engine.model.order import load_json
 from ruledesk.engine.run.decision import stored_explanation
 from ruledesk.engine.run.engine import Engine, default_actions, default_events
 from ruledesk.engine.store.base import Inbound, StoreError
@@ -129,7 +129,7 @@ class Daemon:
 
     def activate(self, ruleset: Ruleset, config: Config, source: str = "files") -> None:
         """Swap in a new engine atomically (a claim in progress finishes on the one it started with)."""
-        engine = Engine(ruleset, events=self.events, actions=self.actions, stores=config.stores, config=config,
+        engine = Engine(ruleset, events=self.events, actions=self.actions, stores=config.stores, config=config, handoff=True,
                         max_depth=config.limits.max_depth, max_firings=config.limits.max_firings)
         self.config = config
         self._engine = engine
@@ -330,25 +330,12 @@ class Daemon:
         ruleset = self.ruleset
         if ruleset is None:
             return 0
-        now = self.wall()
         queued = 0
-        for key, plan in ruleset.plans.items():
-            if not key.startswith("schedule:"):
-                continue
-            rule = key[len("schedule:"):]
-            trigger = plan.rules[0].trigger
-            seconds = max(1, trigger.every.seconds)
-            start = _dt.datetime.fromtimestamp(now // seconds * seconds, _dt.timezone.utc)
-            period = f"{rule}@{start.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        for key, rule, trigger, period in schedule_periods(ruleset, self.wall()):
             if self._periods.get(key) == period:
                 continue
-            items = []
-            for store in self._store_names():
-                for order_id in self.store.orders_in_folder(store, trigger.folder):
-                    body = {"schedule": rule, "period": period, "store": store, "order_id": order_id}
-                    items.append(Inbound(f"{period}/{store}/{order_id}", store, order_id,
-                                         f'Every {trigger.every.raw} in folder "{trigger.folder}"',
-                                         to_json_text(body), kind="schedule", source="schedule"))
+            items = [schedule_run(rule, trigger, period, store, order_id) for store in self._store_names()
+                     for order_id in self.store.orders_in_folder(store, trigger.folder)]
             if items:
                 queued += sum(self.intake.write(items))
             self._periods[key] = period

@@ -22,9 +22,9 @@ import orjson
 
 from ruledesk.engine.model.jobs import Job, job_row
 from ruledesk.engine.model.order import dump_order, folder_of, parse_order_json, to_json_text
-from ruledesk.engine.run.decision import Result
+from ruledesk.engine.run.decision import Handoff, Result
 from ruledesk.engine.run.engine import Engine
-from ruledesk.engine.store.base import Claim, Processed, StoredEvent, Unprocessed
+from ruledesk.engine.store.base import Claim, Inbound, Processed, StoredEvent, Unprocessed
 from ruledesk.engine.store.sql import SqlStore
 
 log = logging.getLogger("ruledesk.worker")
@@ -117,13 +117,25 @@ class Worker:
             decisions = [{"event_id": d.event_id, "top_event_id": stored.id, "store": d.store or stored.store,
                           "order_id": d.order_id or stored.order_id, "name": d.event, "ruleset": version,
                           "body": text} for d, text in zip(result.decisions, texts)]
-            body = orjson.loads(stored.body) if stored.source == "job" else {}
+            body = orjson.loads(stored.body) if stored.source in CHAINED else {}
             hops = int(body.get("hops", 0))
             jobs = [job_row(job, hops) for job in result.jobs]
             if body.get("then"):  # a job handler's continuation, due once this event's rules have run
                 jobs.append(job_row(Job(**body["then"]), hops))
+            handed = []
+            for handoff in result.handoffs:
+                if hops + handoff.depth > engine.max_depth:  # a chain across orders and stores ends too
+                    log.warning("event %s: %r for order %s of %r not handed on: chain limit %d reached", stored.id,
+                                handoff.name, handoff.order.get("id"), handoff.store, engine.max_depth)
+                    continue
+                handed.append(handed_on(handoff, hops))
+            removed = [(r.store, r.order_id) for r in result.removed if r.order_id]
+            for key in removed:
+                touched.pop(key, None)
+                live.pop(key, None)
             done.setdefault(ref, []).append((Handled(stored, result, texts, time.perf_counter() - started),
-                                             Processed(stored.seq, version, decisions, jobs), touched))
+                                             Processed(stored.seq, version, decisions, jobs, handed, removed),
+                                             touched))
         handled: list[Handled] = []
         processed: list[Processed] = []
         orders: dict[tuple[str, str], tuple[str, str | None]] = {}
@@ -140,6 +152,19 @@ class Worker:
         handled.sort(key=lambda h: h.event.seq)
         return handled, processed, unprocessed, {ref: (to_json_text(order), folder_of(order))
                                                  for ref, order in orders.items()}
+
+CHAINED = ("job", "rules")  # sources of inbox events that count hops: a job's events, handed-on events
+
+
+def handed_on(handoff: Handoff, hops: int) -> Inbound:
+    """The inbox entry of an event the rules emitted for another order (a split piece, a copy in
+    another store): it carries that order, for a store that does not hold it yet, and how many
+    hops deep the chain is (``hops`` of the event that emitted it plus the cascade's depth)."""
+    order = dump_order(handoff.order)
+    data = {"event": handoff.name, "order": order, "payload": handoff.payload, "store": handoff.store,
+            "id": handoff.id, "hops": hops + handoff.depth}
+    return Inbound(handoff.id, handoff.store, str(order.get("id")), handoff.name, to_json_text(data), source="rules")
+
 
 def run_stored(engine: Engine, stored: StoredEvent, current: dict[str, Any] | None, *, dry_run: bool) -> Result:
     """Run an inbox event on ``current``, the runtime order the store holds (None: not stored): a

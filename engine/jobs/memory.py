@@ -73,9 +73,17 @@ class MemoryRunner:
             return
         self._events.add(result.event_id)
         self.orders.update(result.orders)
+        for ref in result.removed:  # moved to another store
+            self.orders.pop(ref, None)
         self.stores.update(result.stores)
         for job in result.jobs:
             self._queue_job(job, self.clock(), hops)
+        for handoff in result.handoffs:  # an engine built with handoff=True: its events for other orders
+            if hops + handoff.depth > self.engine.max_depth:
+                continue
+            event = Event(handoff.name, dump_order(handoff.order), handoff.payload, self._store(handoff.store),
+                          handoff.id)
+            self.submit(self.engine.process(event, dry_run=False), hops=hops + handoff.depth)
 
     def _queue_job(self, job: Job, due: _dt.datetime, hops: int, *, wait: bool = True) -> None:
         if job.key not in self._seen:  # a key seen before is ignored, as the durable store would

@@ -152,3 +152,21 @@ def action(
         return fn
 
     return register
+
+
+# fn(order, payload, store name, event id) -> the jobs an event records for itself once its rules
+# have run, whatever they did (a copied order's new shipment is passed back to its original).
+# Keys are event names, case-folded.  Engines take a copy (``Engine(followups=...)``).
+Followup = Callable[[dict[str, Any], dict[str, Any], str, str], list[Any]]
+FOLLOWUPS: dict[str, list[Followup]] = {}
+
+
+def followup(event_name: str) -> Callable[[Followup], Followup]:
+    """Decorator: register ``fn`` to record jobs after every processed ``event_name`` event."""
+
+    def register(fn: Followup) -> Followup:
+        FOLLOWUPS.setdefault(event_name.casefold(), []).append(fn)
+        return fn
+
+    return register
+

@@ -70,7 +70,7 @@ class Emitted:
 class ActionContext:
     """What an action implementation may touch."""
 
-    __slots__ = ("order", "item", "event", "emitted", "stopped", "changed", "_clock", "_store", "_store_copy")
+    __slots__ = ("order", "item", "event", "emitted", "stopped", "changed", "left", "_clock", "_store", "_store_copy")
 
     def __init__(
         self,
@@ -89,6 +89,7 @@ class ActionContext:
         self.emitted: list[Emitted] = []
         self.stopped = False
         self.changed = False
+        self.left: str | None = None  # the store the order moved to (Move Order to Store)
         self._clock = clock or utcnow
 
     def emit(self, name: str, payload: dict[str, Any] | None = None, order: dict[str, Any] | None = None,
@@ -107,6 +108,12 @@ class ActionContext:
         return self._store_copy
 
     def stop(self) -> None:
+        self.stopped = True
+
+    def leave(self, store: str) -> None:
+        """The order leaves its store for ``store`` (Move Order to Store): it is removed from its
+        store when the result commits, and no further rule runs on it there."""
+        self.left = store
         self.stopped = True
 
     def now(self) -> _dt.datetime:

@@ -60,6 +60,9 @@ class Decision:
     event_id: str | None = None
     cause: str | None = None  # the rule whose action emitted this event
     stopped: dict[str, Any] | None = None
+    # Jobs the engine recorded after the rules, for the event itself (a copied order's new shipment
+    # passed back to its original): not any rule's action, so not in ``actions``.
+    followups: list[ActionRecord] = field(default_factory=list)
     dry_run: bool = False
     store: str | None = None  # the name of the order's store
     sources: dict[str, str] = field(default_factory=dict, repr=False)
@@ -158,6 +161,8 @@ class Decision:
             data["cause"] = self.cause
         if self.stopped is not None:
             data["stopped"] = self.stopped
+        if self.followups:
+            data["followups"] = [a.to_json(dumped) for a in self.followups]
         if self.dry_run:
             data["dry_run"] = True
         if explain:
@@ -208,6 +213,20 @@ class EmittedEvent:
                 "payload": dump_value(self.payload), "cause": self.cause, "processed": self.processed}
 
 
+@dataclass(frozen=True)
+class Handoff:
+    """An event for another order, to run under that order's own lease: its id (derived from the
+    emitting event's), name, store, the order it carries (runtime representation, for an order the
+    store does not hold yet), payload, and how deep in the chain of events it is."""
+
+    id: str
+    name: str
+    store: str
+    order: dict[str, Any]
+    payload: dict[str, Any]
+    depth: int
+
+
 @dataclass
 class Result:
     """Everything one incoming event led to, for the caller to commit in one transaction: a decision
@@ -222,6 +241,11 @@ class Result:
     jobs: list[Job] = field(default_factory=list)
     events: list[EmittedEvent] = field(default_factory=list)
     stores: dict[str, Any] = field(default_factory=dict, repr=False)  # StoreSettings by name, secrets included
+    # Events for other orders (a split piece, a copy in another store) that an engine built with
+    # ``handoff=True`` leaves to the caller: the daemon puts them in the inbox, where they run under
+    # their own order's lease.  Without handoff they are processed in the cascade, like any other.
+    handoffs: list["Handoff"] = field(default_factory=list)
+    removed: list[OrderRef] = field(default_factory=list)  # orders that left their store (Move Order to Store)
 
     @property
     def order(self) -> dict[str, Any] | None:

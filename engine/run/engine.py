@@ -23,14 +23,14 @@ from pydantic import BaseModel, ValidationError
 from ruledesk.engine.lang.compiler import CompiledRule, button_key, schedule_key
 from ruledesk.engine.lang.ruleset import Ruleset, build_ruleset, load_ruleset
 from ruledesk.engine.lang.templates import UserTemplate
-from ruledesk.engine.model.catalogue import ActionSpec, Catalogue, EventSpec
+from ruledesk.engine.model.catalogue import FOLLOWUPS, ActionSpec, Catalogue, EventSpec, Followup
 from ruledesk.engine.model.context import ActionContext, ActionError, Emitted, Event, utcnow
 from ruledesk.engine.model.jobs import Job, job_key
 from ruledesk.engine.model.order import (ORDER_STRUCT, OrderError, bounded_value, load_json, order_from_struct,
                                           parse_order)
 from ruledesk.engine.model.settings import StoreSettings, store_settings
-from ruledesk.engine.run.decision import (_MISSED, _ONE, _SKIPPED, ActionRecord, Decision, EmittedEvent, OrderRef,
-                                          Result)
+from ruledesk.engine.run.decision import (_MISSED, _ONE, _SKIPPED, ActionRecord, Decision, EmittedEvent, Handoff,
+                                          OrderRef, Result)
 from ruledesk.engine.run.explain import DECIDING, FULL, LEVELS, OFF, Recorder
 from ruledesk.grammar import ast
 from ruledesk.grammar.diagnostics import closest
@@ -85,7 +85,7 @@ class _Runner:
     """Runs the actions of one fired rule: the object generated ``act`` functions call."""
 
     __slots__ = ("engine", "rule", "pending", "order", "event", "records", "emitted", "stopped", "changed",
-                 "cascade", "event_ns", "now", "touched", "calls")
+                 "cascade", "event_ns", "now", "touched", "calls", "left")
 
     def __init__(self, engine: "Engine", rule: CompiledRule, pending: _Pending, event: Event, event_ns,
                  cascade: _Cascade, now) -> None:
@@ -103,6 +103,7 @@ class _Runner:
         self.changed = False
         self.touched: set[str] | None = set()  # top-level order fields changed; None: can't tell
         self.calls: dict[int, int] = {}  # how many times each action slot ran in this firing
+        self.left: str | None = None  # the store the order moved to
 
     def call(self, slot: int, params: dict[str, Any], item: dict[str, Any] | None,
              binders: dict[str, Any] | None = None) -> None:
@@ -161,6 +162,8 @@ class _Runner:
                 record.status, record.error = "failed", problem
                 return
             self.emitted.extend(ctx.emitted)
+        if ctx.left is not None:
+            self.left = ctx.left
         if ctx.stopped:
             self.stopped = True  # the rule's other actions still run; the next rules do not
         if spec.job is not None:
@@ -198,8 +201,13 @@ class Engine:
     def __init__(self, ruleset: Ruleset, *, events: Catalogue[EventSpec] | None = None,
                  actions: Catalogue[ActionSpec] | None = None, stores: Iterable[StoreSettings] | None = None,
                  dry_run: bool = False, clock: Callable[[], _dt.datetime] | None = None, max_depth: int = 10,
-                 max_firings: int = 100, explain: str = DECIDING, config: Any = None) -> None:
+                 max_firings: int = 100, explain: str = DECIDING, config: Any = None, handoff: bool = False,
+                 followups: dict[str, list[Followup]] | None = None) -> None:
         self.ruleset = ruleset
+        # Events for other orders (split pieces, copies) are left to the caller (Result.handoffs)
+        # rather than processed in the cascade: the daemon runs them under their own order's lease.
+        self.handoff = handoff
+        self.followups = {name: list(fns) for name, fns in (FOLLOWUPS if followups is None else followups).items()}
         self.config = config  # the configuration the engine was built from (job handlers read email, webhooks)
         self.explain = explain
         self.events = events if events is not None else default_events()
@@ -409,8 +417,23 @@ class Engine:
                 order = pending.order if item.order is None else item.order
                 item_store = pending.store if item.store is None else self.store(item.store)
                 ref = OrderRef(item_store.name, _order_id(order))
+                if target is None and self.handoff:  # another order: run under its own lease, by the caller
+                    event_id = f"{pending.event_id}.{number}"
+                    spec = self.events.get(item.name)
+                    deep_enough = pending.depth + 1 > self.max_depth
+                    result.events.append(EmittedEvent(event_id, spec.name, ref, item.payload, rule_name, False))
+                    if deep_enough:
+                        decision.stopped = {"reason": f"depth limit {self.max_depth} reached; {spec.name!r} for "
+                                                      f"order {ref.order_id} of {ref.store!r} was not handed on",
+                                            "chain": list(pending.chain + (rule_name, spec.name))}
+                    else:
+                        result.handoffs.append(Handoff(event_id, spec.name, item_store.name, order, item.payload,
+                                                       pending.depth + 1))
+                    result.stores.setdefault(item_store.name, item_store)
+                    continue
                 processed = not cascade.firing_limit_hit and pending.depth + 1 <= self.max_depth
-                if processed or ref not in result.orders:  # the order as the last event processed on it leaves it
+                if (processed or ref not in result.orders) and ref not in result.removed:
+                    # the order as the last event processed on it leaves it
                     result.orders[ref] = order
                 result.stores.setdefault(item_store.name, item_store)
                 event_id = f"{pending.event_id}.{number}"
@@ -467,14 +490,27 @@ class Engine:
                             event_id=pending.event_id, cause=pending.cause, dry_run=cascade.dry_run,
                             sources=ruleset.sources, store=pending.store.name)
         emitted: list[tuple[str, Emitted]] = []
+        ref = OrderRef(pending.store.name, _order_id(order))
+        if ref in cascade.result.removed:  # it moved to another store earlier in the cascade
+            decision.stopped = {"reason": "the order moved to another store; no rule ran", "chain": list(pending.chain)}
+            cascade.share(decision, order)
+            return decision, emitted
         plan = ruleset.plan(pending.plan_key or pending.name)
         if plan is not None:
-            self._evaluate(plan, pending, cascade, decision, emitted)
+            left = self._evaluate(plan, pending, cascade, decision, emitted)
+            if left is not None:
+                cascade.result.removed.append(ref)
+                cascade.result.orders.pop(ref, None)
+        for fn in self.followups.get(pending.name.casefold(), ()):
+            for job in fn(order, pending.payload, pending.store.name, pending.event_id):
+                status = "dry-run" if cascade.dry_run else "scheduled"
+                decision.followups.append(ActionRecord(job.rule, job.action, dict(job.params), status, job=job))
+                cascade.result.jobs.append(job)
         cascade.share(decision, order)  # no copy: a later event's action copies it before changing it
         return decision, emitted
 
     def _evaluate(self, plan, pending: _Pending, cascade: _Cascade, decision: Decision,
-                  emitted: list[tuple[str, Emitted]]) -> None:
+                  emitted: list[tuple[str, Emitted]]) -> str | None:
         """Run the event's rules in order; each condition sees the order as the earlier rules left it.
 
         While no action has changed a field the conditions read, the shared ``match`` result stays
@@ -536,8 +572,10 @@ class Engine:
             index += 1
             if runner.stopped:
                 if explain != OFF:
-                    log.append((_SKIPPED, rules, index, f"not evaluated: {rule.name!r} stopped processing"))
-                return
+                    note = (f"not evaluated: the order moved to store {runner.left!r}" if runner.left is not None
+                            else f"not evaluated: {rule.name!r} stopped processing")
+                    log.append((_SKIPPED, rules, index, note))
+                return runner.left
             if batch and runner.changed and (runner.touched is None or plan.reads is None
                                              or runner.touched & plan.reads):
                 # Later conditions must see the order as this rule left it: match again (indexed,

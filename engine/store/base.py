@@ -71,6 +71,8 @@ class Processed:
     ruleset: str
     decisions: list[dict[str, Any]]  # {event_id, store, order_id, name, ruleset, body}
     jobs: list[dict[str, Any]]  # {key, kind, store, order_id, event_id, body, hops}
+    events: list["Inbound"] = field(default_factory=list)  # events for other orders (Result.handoffs)
+    removed: list[tuple[str, str]] = field(default_factory=list)  # orders that left their store (moved)
 
 
 @dataclass

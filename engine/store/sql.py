@@ -249,6 +249,12 @@ class SqlStore:
                     [(d["event_id"], d["top_event_id"], d["store"], d["order_id"], d["name"], d["ruleset"], d["body"],
                       now) for p in processed for d in p.decisions])
             self._insert_jobs(tx, [job for p in processed for job in p.jobs], now)
+            handed = [event for p in processed for event in p.events]
+            if handed:
+                self._insert_events(tx, handed, now)
+            gone = [ref for p in processed for ref in p.removed if ref not in orders]
+            if gone:
+                tx.many("DELETE FROM orders WHERE store = ? AND id = ?", gone)
             tx.many("UPDATE events SET status = 'done', attempts = attempts + 1, processed_at = ?, ruleset = ?,"
                     " error = NULL WHERE seq = ?", [(now, p.ruleset, p.seq) for p in processed])
             tx.many("UPDATE events SET attempts = attempts + 1, error = ?, status = CASE WHEN attempts + 1 >= ?"

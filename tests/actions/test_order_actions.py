@@ -19,6 +19,8 @@ CORE_ACTIONS = {
     "Set Shipping Method", "Set Item Metadata", "Set Item Field", "Add Note", "Add Shipment",
     "Stop Processing Rules",
 }
+# core actions with a test module of their own (tests/actions/test_<module>.py)
+TESTED_ELSEWHERE = {"Copy Order to Store", "Move Order to Store", "Send Email", "Post Order JSON", "Split Order"}
 
 
 @pytest.fixture
@@ -48,7 +50,7 @@ def emitted(ctx):
 
 
 def test_the_core_actions_are_exactly_the_ones_tested_here():
-    assert {spec.name for spec in ACTIONS if spec.source == "core"} == CORE_ACTIONS
+    assert {spec.name for spec in ACTIONS if spec.source == "core"} - TESTED_ELSEWHERE == CORE_ACTIONS
 
 
 def test_move_to_folder_changes_folder_and_emits_folder_is_changed(order):
