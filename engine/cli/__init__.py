@@ -6,7 +6,8 @@ import signal
 
 import typer
 
-from ruledesk.engine.cli import catalogue, check, config, explain, fmt, podos, press, replay, run, serve, test, version
+from ruledesk.engine.cli import (catalogue, check, config, explain, fmt, podos, press, replay, run, serve, test, tick,
+                                 version)
 
 app = typer.Typer(
     name="ruledesk",
@@ -28,6 +29,7 @@ app.command()(run.run)
 app.command("test")(test.test_command)
 app.command()(explain.explain)
 app.command()(press.press)
+app.command()(tick.tick)
 app.command()(replay.replay)
 app.command()(catalogue.events)
 app.command()(catalogue.actions)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ruledesk.actions import builtin_handlers
+from ruledesk.engine.jobs import MemoryRunner
+from ruledesk.engine.jobs.preview import preview_jobs
+from ruledesk.engine.model.config import Limits
 from ruledesk.grammar import ast
 from ruledesk.grammar.diagnostics import closest
 from ruledesk.engine.lang.compiler import button_key
@@ -15,8 +20,8 @@ from ruledesk.engine.lang.ruleset import Ruleset
 from ruledesk.engine.run.engine import Decision, Engine, default_actions, default_events
 from ruledesk.engine.run.explain import DECIDING
 from ruledesk.engine.cli.inputs import engine_errors_exit, input_name, load_or_exit, read_json_or_exit
-from ruledesk.engine.cli.options import (EXIT_INTERNAL, EXIT_USAGE, DecisionFormatOption, ExplainOption, NowOption, RulesOption,
-                                         fixed_clock, stderr)
+from ruledesk.engine.cli.options import (EXIT_INTERNAL, EXIT_USAGE, STDIN, ConfigOption, DecisionFormatOption,
+                                         ExplainOption, NowOption, RulesOption, fixed_clock, load_config_or_exit, stderr)
 from ruledesk.engine.cli.render import default_format, stdout_console, write_decisions
 
 
@@ -30,24 +35,35 @@ def press(
     explain: ExplainOption = False,
     now: NowOption = None,
     order_id: Annotated[str | None, typer.Option(
-        "--order", metavar="ID", show_default=False,
-        help="Press the button for an order the daemon keeps (with --db): the press is queued in the "
-             "store's inbox, run by `ruledesk serve` in order with the order's other events, and its "
-             "decisions are printed once committed.")] = None,
+        "--order", metavar="ORDER.json|ID", show_default=False,
+        help="The order: a file (ORDER.json, a path that exists or ends in .json, or - for stdin), as "
+             "ORDER.json above; or the id of an order the daemon keeps (with --db): the press is queued "
+             "in the store's inbox, run by `ruledesk serve` in order with the order's other events, and "
+             "its decisions are printed once committed.")] = None,
+    perform: Annotated[bool, typer.Option(
+        "--perform", help="With ORDER.json: perform the external effects (email, webhooks, podOS) "
+                          "in-process, as `ruledesk run` does, instead of a dry run.")] = False,
+    config_file: ConfigOption = None,
     db: Annotated[str, typer.Option("--db", metavar="URL", help="The daemon's store (with --order).")]
     = "sqlite:///ruledesk.db",
     wait: Annotated[float, typer.Option("--wait", metavar="SECONDS", help="How long to wait for the daemon "
                                         "(with --order).")] = 30.0,
 ) -> None:
-    """Press a button: run its rules on one order (dry run).
+    """Press a button: run its rules on one order (a dry run unless --perform).
 
-    LABEL is the button's label, as in `when button "LABEL"`; ORDER.json is an Order Desk order,
-    or an event object as run reads (its order and store are used); "-" reads stdin. Prints the
-    decisions like run: the button's, then those of every event its actions emit. This is a dry
-    run: the order is changed in memory only, and external effects (emails, webhooks, podOS) are
-    recorded, not performed.
+    LABEL is the button's label, as in `when button "LABEL"`; ORDER.json (or --order ORDER.json) is
+    an Order Desk order, or an event object as run reads (its order and store are used); "-" reads
+    stdin. Prints the decisions like run: the button's, then those of every event its actions
+    emit. By default a dry run: the order is changed in memory only, and external effects (emails,
+    webhooks, podOS) are recorded with what they would send, not performed; --perform performs
+    them in-process. --config gives the stores and their settings.
     """
     err = stderr()
+    if order_id is not None and _is_order_file(order_id):
+        if order_file is not None:
+            err.print("error: give the order once: ORDER.json or --order ORDER.json")
+            raise typer.Exit(EXIT_USAGE)
+        order_file, order_id = order_id, None
     if order_id is not None:
         if order_file is not None:
             err.print("error: give ORDER.json (a dry run here) or --order ID (the daemon's order), not both")
@@ -58,6 +74,7 @@ def press(
         err.print("error: give ORDER.json (or - for stdin), or --order ID with --db")
         raise typer.Exit(EXIT_USAGE)
     events, catalogue = default_events(), default_actions()
+    config = load_config_or_exit(config_file, err)
     ruleset = load_or_exit(rules, events, catalogue, err, trace=False)
     if ruleset.plan(button_key(label)) is None:
         err.print(f"error: {_unknown_button(label, ruleset)}")
@@ -68,11 +85,17 @@ def press(
     if not isinstance(data, dict):
         err.print(f"error: {input_name(order_file)}: the order must be a JSON object")
         raise typer.Exit(EXIT_USAGE)
-    engine = Engine(ruleset, events=events, actions=catalogue, dry_run=True, clock=fixed_clock(now),
-                    explain=DECIDING)
+    limits = config.limits if config is not None else Limits()
+    engine = Engine(ruleset, events=events, actions=catalogue, stores=config.stores if config else None,
+                    config=config, dry_run=not perform, clock=fixed_clock(now), explain=DECIDING,
+                    max_depth=limits.max_depth, max_firings=limits.max_firings)
     with engine_errors_exit(err):
-        decisions = _press(engine, label, data, store)
+        decisions, failures = _press(engine, label, data, store, perform)
     write_decisions(stdout_console(), decisions, default_format(output_format), explain=explain, title="")
+    for failure in failures:
+        err.print(failure)
+    if failures:
+        raise typer.Exit(EXIT_INTERNAL)
 
 
 def _unknown_button(label: str, ruleset: Ruleset) -> str:
@@ -89,10 +112,26 @@ def _unknown_button(label: str, ruleset: Ruleset) -> str:
     return f"no enabled rule has button {json.dumps(label, ensure_ascii=False)}; {hint}"
 
 
-def _press(engine: Engine, label: str, order: dict[str, Any],
-           store: dict[str, Any] | str | None) -> list[Decision]:
-    """The decisions of the button's rules on the order and of every event they emit, in a dry run."""
-    return engine.press(label, order, store=store, dry_run=True).decisions
+def _is_order_file(value: str) -> bool:
+    """Whether ``--order VALUE`` names an order file rather than a stored order's id."""
+    return value == STDIN or value.lower().endswith(".json") or Path(value).is_file()
+
+
+def _press(engine: Engine, label: str, order: dict[str, Any], store: dict[str, Any] | str | None,
+           perform: bool) -> tuple[list[Decision], list[str]]:
+    """The decisions of the button's rules on the order and of every event they emit: in a dry run
+    (each job shows what it would send), or with the jobs performed in-process (and the decisions
+    of the events they emit); with the jobs that failed."""
+    result = engine.press(label, order, store=store, dry_run=not perform)
+    if not perform:
+        preview_jobs(engine, result.decisions)
+        return result.decisions, []
+    runner = MemoryRunner(engine, builtin_handlers())
+    runner.submit(result)
+    later = runner.run()
+    failures = [f"job {run.job.kind} ({run.job.action}, {run.job.key}) failed: {run.outcome.error}"
+                for run in runner.runs if run.status == "failed"]
+    return result.decisions + [d for r in later for d in r.decisions], failures
 
 
 def _press_stored(label: str, order_id: str, db: str, store: str, wait: float, output_format: Any, err: Any) -> None:

@@ -10,6 +10,7 @@ re-delivered copy is acknowledged and ignored.
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import json
 import re
 from collections.abc import Callable
@@ -216,6 +217,31 @@ def button_press(store: str, order_id: str, label: str, now: float, *, event_id:
     event_id = event_id or f"button/{store}/{order_id}/{label}/{now:.6f}"
     body = {"button": label, "store": store, "order_id": order_id, "id": event_id}
     return Inbound(event_id, store, order_id, f'Button "{label}"', to_json_text(body), kind="button", source=source)
+
+
+def schedule_periods(ruleset: Any, now: float) -> list[tuple[str, str, Any, str]]:
+    """The current period of each scheduled rule (``when every D in folder F``) at ``now``: (plan
+    key, rule name, trigger, period id).  A period starts at a multiple of D since the epoch (UTC),
+    so every daemon, restart and ``ruledesk tick`` agrees on it: its id (``RULE@START``) names the
+    scheduled run, and a run of the same period of the same order is one event."""
+    periods = []
+    for key, plan in ruleset.plans.items():
+        if not key.startswith("schedule:"):
+            continue
+        rule = key[len("schedule:"):]
+        trigger = plan.rules[0].trigger
+        seconds = max(1, trigger.every.seconds)
+        start = _dt.datetime.fromtimestamp(now // seconds * seconds, _dt.timezone.utc)
+        periods.append((key, rule, trigger, f"{rule}@{start.strftime('%Y-%m-%dT%H:%M:%SZ')}"))
+    return periods
+
+
+def schedule_run(rule: str, trigger: Any, period: str, store: str, order_id: str) -> Inbound:
+    """The inbox entry of one period's run of a scheduled rule on one stored order."""
+    body = {"schedule": rule, "period": period, "store": store, "order_id": order_id}
+    return Inbound(f"{period}/{store}/{order_id}", store, order_id,
+                   f'Every {trigger.every.raw} in folder "{trigger.folder}"', to_json_text(body), kind="schedule",
+                   source="schedule")
 
 
 def _kind(value: Any) -> str:
