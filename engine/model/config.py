@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
@@ -44,6 +44,8 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     stores: list[StoreSettings] = Field(default_factory=list, description="one entry per Order Desk store")
+    default_store: str | None = Field(None, description="the store of an event or order that names none "
+                                                         "(default: the only store, when there is one)")
     email: EmailSettings | None = Field(None, description="how Send Email sends")
     limits: Limits = Field(default_factory=Limits, description="the cascade's limits")
 
@@ -64,6 +66,16 @@ class Config(BaseModel):
         if twice:
             raise ValueError(f"store names must be unique: {', '.join(twice)} appear more than once")
         return stores
+
+    @field_validator("default_store")
+    @classmethod
+    def _known_default(cls, default: str | None, info: ValidationInfo) -> str | None:
+        names = [store.name for store in info.data.get("stores") or ()]
+        if default is not None and default not in names:
+            near = closest(default, names)
+            raise ValueError(f"{default!r} is not a configured store" + (f" (did you mean {near[0]!r}?)" if near else "")
+                             + (f"; the stores are {', '.join(names)}" if names else "; no store is configured"))
+        return default
 
 
 def load_config(path: str | Path) -> Config:

@@ -300,9 +300,14 @@ class Engine:
     def store(self, given: StoreSettings | dict[str, Any] | str | None) -> StoreSettings:
         """The settings of the store an event names: a configured store by name (an unknown name is
         an EventError when stores are configured), or settings given with the event.  An event that
-        names no store is for the configured store when there is exactly one."""
-        if not given and len(self.stores) == 1:
-            return next(iter(self.stores.values()))
+        names no store is for the configuration's ``default_store``, or for the configured store when
+        there is exactly one."""
+        if not given and self.stores:
+            default = getattr(self.config, "default_store", None)
+            if default in self.stores:
+                return self.stores[default]
+            if len(self.stores) == 1:
+                return next(iter(self.stores.values()))
         if isinstance(given, str) and self.stores:
             found = self.stores.get(given)
             if found is None:

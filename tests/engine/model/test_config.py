@@ -66,3 +66,26 @@ def test_every_problem_at_once_and_bad_yaml(monkeypatch) -> None:
         parse_config("stores: [\n  {name: a,\n", "c.yaml")
     with pytest.raises(ConfigError, match="cannot read the configuration"):
         load_config("/nonexistent/ruledesk.yaml")
+
+
+def test_default_store_is_where_events_naming_no_store_go() -> None:
+    from ruledesk.engine import Engine
+
+    config = parse_config("stores: [{name: Acme}, {name: Wholesale}]\ndefault_store: Wholesale\n")
+    engine = Engine.from_source('rule "r" { when "Order is Imported" then "Tag Order"(name: "{{ store.name }}") }',
+                                stores=config.stores, config=config)
+    assert engine.process({"id": "1"}).decisions[0].store == "Wholesale"
+    assert engine.process({"event": "Order is Imported", "order": {"id": "2"}, "store": "Acme"}).decisions[0].store == "Acme"
+    without = parse_config("stores: [{name: Acme}, {name: Wholesale}]\n")
+    other = Engine.from_source('rule "r" { when "Order is Imported" then "Remove Tag" }', stores=without.stores,
+                               config=without)
+    with pytest.raises(Exception, match="stores are configured: an event names one of them"):
+        other.process({"id": "3"})
+
+
+def test_default_store_must_be_a_configured_store_at_its_line() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("stores:\n  - name: Acme\n  - name: Wholesale\ndefault_store: acme\n")
+    assert caught.value.problems == [
+        "ruledesk.yaml:4:1: default_store: 'acme' is not a configured store (did you mean 'Acme'?); "
+        "the stores are Acme, Wholesale"]
