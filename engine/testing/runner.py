@@ -308,11 +308,12 @@ def _actions_diff(expected: list[ActionExpectation], decisions: list[Decision], 
 
 
 def _final_order(decisions: list[Decision]) -> dict[str, Any]:
-    """The incoming order after the cascade: the last decision about the same order."""
+    """The incoming order after the cascade: the last decision about the same order (same store and
+    id: a copy in another store keeps the id)."""
     if not decisions:
         return {}
-    first = decisions[0].order_id
-    same = [d for d in decisions if d.order_id == first]
+    first = (decisions[0].store, decisions[0].order_id)
+    same = [d for d in decisions if (d.store, d.order_id) == first]
     return (same or decisions)[-1].order
 
 
