@@ -18,6 +18,7 @@ CORE_ACTIONS = {
     "Set Order Metadata", "Remove Order Metadata", "Set Order Metadata Timestamp", "Set Order Field",
     "Set Shipping Method", "Set Item Metadata", "Set Item Field", "Add Note", "Add Shipment",
     "Stop Processing Rules",
+    "Split Order",  # tested in test_split.py
 }
 
 
