@@ -38,7 +38,8 @@ DECIMAL_FIELDS = tuple(name for name, info in Order.model_fields.items() if info
 _QUANTITY, _WEIGHT, _VALUE = "quantity", "weight", "value"
 _DIVISION = {name: ((_QUANTITY, 0) if name == "quantity_total" else (_WEIGHT, 2) if name == "weight_total"
                     else (_VALUE, 2)) for name in DECIMAL_FIELDS}
-_FRESH = {"order_notes": [], "order_shipments": [], "discount_list": []}  # what a piece does not inherit
+# What a new order does not inherit (its items are its group's, set apart).
+_NOT_INHERITED = {"order_notes": [], "order_shipments": [], "discount_list": [], "order_items": []}
 
 
 class SplitError(ValueError):
@@ -99,6 +100,8 @@ def parse_by(text: str) -> SplitBy:
 def check_by(literals: dict[str, Any]) -> list[tuple[str, str, str | None]]:
     """The static check of a literal ``by`` (a template is rendered, and checked, at run time)."""
     text = literals.get("by")
+    if isinstance(text, (int, Decimal)) and not isinstance(text, bool):
+        text = str(text)  # a number is taken as its text, as at run time
     if not isinstance(text, str) or is_template(text) or not text:
         return []  # not a string, or empty: the parameter model's own check reports it
     try:
@@ -201,7 +204,7 @@ def _weighs(items: Sequence[dict[str, Any]], kind: str) -> Fraction:
 def _split_count(value: Any) -> int:
     if value is None or value == "":
         return 0
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():
         return int(value)
     if isinstance(value, (int, Decimal)) and not isinstance(value, bool) and value >= 0 and value == int(value):
         return int(value)
@@ -237,7 +240,7 @@ def split_order(order: dict[str, Any], by: SplitBy | str, now: _dt.datetime) -> 
     first = dict(order, order_items=list(groups[0]), order_metadata={**metadata, SPLIT_COUNT: before + len(groups) - 1})
     pieces = [first]
     for number, group in enumerate(groups[1:], before + 1):
-        piece = {key: copy.deepcopy(_FRESH.get(key, value)) for key, value in order.items()}
+        piece = {key: copy.deepcopy(_NOT_INHERITED.get(key, value)) for key, value in order.items()}
         piece["id"] = f"{source}-S{number}"
         piece["order_items"] = copy.deepcopy(group)
         piece_metadata = piece.get("order_metadata") if isinstance(piece.get("order_metadata"), dict) else {}

@@ -310,6 +310,7 @@ def test_ids_stay_unique_when_the_original_or_a_piece_is_split_again(order):
 @pytest.mark.parametrize("order_metadata, problem", [
     ({"split_count": "many"}, "order_metadata.split_count is 'many'"),
     ({"split_count": -1}, "order_metadata.split_count is -1"),
+    ({"split_count": "\u00b2"}, "order_metadata.split_count is '\u00b2'"),  # a digit, but not a decimal one
 ])
 def test_a_split_that_cannot_be_numbered_fails(order, order_metadata, problem):
     order["order_metadata"] = order_metadata
@@ -345,6 +346,7 @@ def test_check_by_leaves_templates_and_good_values_alone():
     assert check_by({"by": "{{ order.order_metadata.split_by }}"}) == []
     assert check_by({"by": "variation Size"}) == []
     assert check_by({}) == []
+    assert check_by({"by": Decimal("12")})[0][1].startswith('cannot split by "12"')  # a number is its text
 
 
 def test_a_bad_literal_by_is_a_check_error_with_a_suggestion():
