@@ -33,8 +33,9 @@ def test_the_first_command_serves_the_examples_and_prints_their_decisions(tmp_pa
     assert run.returncode == 0, run.stderr
     decisions = [json.loads(line) for line in run.stdout.splitlines()]
     lines = [line for line in (ROOT / "examples" / "orders.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    assert len({d["event_id"] for d in decisions if d["depth"] == 0
-                and not d["event_id"].startswith(("job-", "podos-ship-"))}) == len(lines)  # not job-emitted
+    assert len({d["event_id"] for d in decisions if d["depth"] == 0  # not job-emitted, not handed on (split, copy)
+                and not d["event_id"].startswith(("job-", "podos-ship-")) and not re.search(r"\.\d+$", d["event_id"])
+                }) == len(lines)
     assert all(d["ruleset"].startswith("sha256:") for d in decisions)
     assert "ruledesk serving on http://127.0.0.1:" in run.stderr
     assert "podOS simulator on http://127.0.0.1:" in run.stderr
@@ -50,6 +51,24 @@ def test_the_first_command_serves_the_examples_and_prints_their_decisions(tmp_pa
     shipped = [d for d in by_event["Shipment is Added"] if d["order_id"] in submitted and any(
         s["tracking_number"].startswith("94001") for s in d["order"]["order_shipments"])]
     assert {d["order_id"] for d in shipped} == submitted
+    # several stores: the partner's copy of 1016 shipped and its shipment came back to Acme's 1016; the
+    # wholesale order 1017 moved out of Acme Prints and shipped in Acme Wholesale, passing nothing back
+    final = {}
+    for decision in decisions:
+        final[(decision["store"], decision["order_id"])] = decision["order"]
+    assert {"1016", "1017"} <= submitted
+    copy, original = final[("Partner Prints", "1016")], final[("Acme Prints", "1016")]
+    assert copy["order_metadata"]["copied_from_store"] == "Acme Prints"
+    assert [s["tracking_number"] for s in original["order_shipments"]] == \
+        [s["tracking_number"] for s in copy["order_shipments"]] != []
+    assert original["folder"] == copy["folder"] == "Shipped"
+    assert final[("Acme Prints", "1017")]["folder"] == "New"  # as it left (the store no longer holds it)
+    assert final[("Acme Wholesale", "1017")]["folder"] == "Shipped"
+    assert not any(d["store"] == "Acme Prints" and d["order_id"] == "1017" and d["event"] == "Shipment is Added"
+                   for d in decisions)
+    # the mixed order 1007 was split: its printed half was submitted, its stock half is picked by hand
+    assert final[("Acme Prints", "1007-S1")]["folder"] == "Manual Fulfilment"
+    assert "1007" in submitted
     for order_id in submitted:
         last = [d for d in decisions if d["order_id"] == order_id][-1]["order"]
         assert last["folder"] == "Shipped"

@@ -542,13 +542,14 @@ def test_every_event_rule_of_the_example_fires_on_the_example_orders(monkeypatch
     with Simulator(token="example-token") as sim:
         config = parse_config((ROOT / "examples" / "ruledesk.yaml").read_text(encoding="utf-8")
                               .replace("file:examples/podos-demo-token", "env:EXAMPLE_PODOS_TOKEN")
-                              .replace("http://127.0.0.1:8765", sim.url) + "      retries: 0\n")
+                              .replace("http://127.0.0.1:8765", sim.url)
+                              .replace("      poll_interval: 2\n", "      poll_interval: 2\n      retries: 0\n"))
         for fault in (None, {"status": 503}, {"status": 400}):
             sim.clear_faults()
             if fault:
                 sim.add_fault(**fault, path="/v1/orders", method="POST")
             clock = VirtualTime()
-            engine = Engine.from_paths(EXAMPLE_RULES, stores=config.stores, clock=clock)
+            engine = Engine.from_paths(EXAMPLE_RULES, stores=config.stores, config=config, clock=clock)
             runner = MemoryRunner(engine, builtin_handlers(), clock=clock, sleep=clock.sleep, max_wait=10 ** 6)
             for number, line in enumerate(lines):
                 data = json.loads(line)
