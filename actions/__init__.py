@@ -4,7 +4,7 @@ from ruledesk.engine.model import events
 from ruledesk.engine.model.catalogue import ACTIONS, EVENTS, ActionSpec, Catalogue, EventSpec
 from ruledesk.engine.model.jobs import HANDLERS, JobHandlers
 
-from ruledesk.actions import folders, order, podos, shipments
+from ruledesk.actions import folders, order, podos, shipments, webhook
 
 
 def builtin_events() -> Catalogue[EventSpec]:
@@ -22,4 +22,5 @@ def builtin_handlers() -> JobHandlers:
     return HANDLERS.copy()
 
 
-__all__ = ["builtin_actions", "builtin_handlers", "builtin_events", "events", "folders", "order", "podos", "shipments"]
+__all__ = ["builtin_actions", "builtin_handlers", "builtin_events", "events", "folders", "order", "podos", "shipments",
+           "webhook"]
