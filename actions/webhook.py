@@ -121,8 +121,8 @@ def _credentials(store: Any) -> tuple[str, str]:
     store_id = getattr(store, "id", None)
     api_key = getattr(store, "api_key", None)
     name = getattr(store, "name", "?")
-    missing = [what for what, value in (("an id (stores[].id, sent as X-Order-Desk-Store-Id)", store_id),
-                                        ("an api_key (stores[].api_key: env:NAME, signs X-Order-Desk-Hash)", api_key))
+    missing = [what for what, value in (("id (stores[].id, sent as X-Order-Desk-Store-Id)", store_id),
+                                        ("api_key (stores[].api_key: env:NAME, signs X-Order-Desk-Hash)", api_key))
                if not value]
     if missing:
         raise NotConfigured(f"the store {name!r} has no {' and no '.join(missing)}")
@@ -167,9 +167,9 @@ def default_client() -> httpx.Client:
 
 class _PostFailed(Exception):
     """One attempt that did not deliver: why, the HTTP status if there was one, and the receiver's
-    Retry-After (seconds) when it asked for one."""
+    Retry-After header when it asked for time (a 429 or a 503)."""
 
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, retry_after: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
@@ -220,7 +220,7 @@ def _send(client: httpx.Client, url: str, headers: dict[str, str], body: bytes, 
     snippet = _scrub(response.text, api_key)[:SNIPPET].strip()
     if snippet:
         message += f": {snippet}"
-    retry_after = _retry_after(response.headers.get("Retry-After")) if status in RETRY_AFTER else None
+    retry_after = response.headers.get("Retry-After") if status in RETRY_AFTER else None
     raise _PostFailed(_scrub(message, api_key), status, retry_after)
 
 
@@ -228,8 +228,8 @@ def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "**********") if secret else text
 
 
-def _retry_after(value: str | None) -> float | None:
-    """A Retry-After header in seconds (a number or an HTTP date); None when absent or unreadable."""
+def _retry_after(value: str | None, now: _dt.datetime) -> float | None:
+    """A Retry-After header in seconds from ``now`` (a number or an HTTP date); None when absent or unreadable."""
     if not value:
         return None
     try:
@@ -241,7 +241,7 @@ def _retry_after(value: str | None) -> float | None:
             return None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=_dt.timezone.utc)
-        seconds = (moment - _dt.datetime.now(_dt.timezone.utc)).total_seconds()
+        seconds = (moment - now).total_seconds()
     return seconds if seconds == seconds and seconds >= 0 else None  # NaN and negatives: none
 
 
@@ -253,8 +253,9 @@ def retry_delay(settings: WebhookSettings, attempt: int, rng: Callable[[], float
     return settings.retry_window * share * (1 - JITTER * rng())
 
 
-def _retry_at(ctx: JobContext, settings: WebhookSettings, retry_after: float | None) -> _dt.datetime:
+def _retry_at(ctx: JobContext, settings: WebhookSettings, header: str | None) -> _dt.datetime:
     wait = retry_delay(settings, ctx.attempt)
+    retry_after = _retry_after(header, ctx.now())
     if retry_after is not None:  # the receiver asked for more time: granted, up to the whole window
         wait = max(wait, min(retry_after, settings.retry_window))
     return ctx.now() + _dt.timedelta(seconds=wait)
