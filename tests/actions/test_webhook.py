@@ -5,9 +5,11 @@ terminal note; dry-run previews; the API key never shown; the durable path."""
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 import urllib.parse
@@ -29,6 +31,7 @@ from ruledesk.engine.model.config import ConfigError, parse_config
 from ruledesk.engine.run.decision import OrderRef
 from ruledesk.engine.store import open_store
 from ruledesk.engine.store.base import Inbound
+from support import ROOT
 
 STORE = "acme"
 STORE_ID = "10001"
@@ -287,6 +290,25 @@ def test_the_php_check_refuses_a_wrong_key_or_store_id():
     assert [r["status"] for r in wrong_store.requests] == [403]
 
 
+def test_the_python_receiver_of_the_docs_verifies_both_formats_and_refuses_a_forgery():
+    """The snippet docs/webhooks.md gives receivers, run on what real posts carried."""
+    docs = (ROOT / "docs" / "webhooks.md").read_text(encoding="utf-8")
+    [snippet] = re.findall(r"```python\n(.*?)```", docs, re.S)
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, "docs/webhooks.md", "exec"), namespace)
+    verified_order = namespace["verified_order"]
+    with Receiver() as form, Receiver() as body:
+        Run(rules(form.url)).order_imported()
+        Run(rules(body.url, 'format: "json"')).order_imported()
+    for post in form.requests + body.requests:
+        headers = {name.title(): value for name, value in post["headers"].items()}  # as a framework gives them
+        assert verified_order(headers, post["body"], STORE_ID, API_KEY) == post["order"]
+        with pytest.raises(PermissionError):
+            verified_order(headers, post["body"].replace(b"Ground", b"Rush!!"), STORE_ID, API_KEY)
+        with pytest.raises(PermissionError):
+            verified_order(headers, post["body"], STORE_ID, "another-key")
+
+
 def test_the_text_signed_survives_the_samples_rawurldecode():
     """Percent signs are written \\u0025: url-decoding the JSON text leaves it as it is, and a JSON reader
     reads the same characters."""
@@ -382,6 +404,15 @@ def test_retry_after_is_honoured():
     assert (run.runner.runs[1].at - run.runner.runs[0].at).total_seconds() == 3000
 
 
+def test_a_retry_after_date_is_read_on_the_jobs_clock():
+    clock = VirtualTime()
+    later = email.utils.format_datetime(clock.now + dt.timedelta(seconds=4000), usegmt=True)
+    with Receiver(answers=[(503, {"Retry-After": later}, "maintenance")]) as receiver:
+        run = Run(rules(receiver.url)).order_imported()
+    assert [r["status"] for r in receiver.requests] == [503, 200]
+    assert (run.runner.runs[1].at - run.runner.runs[0].at).total_seconds() == 4000
+
+
 def test_the_retries_and_window_are_configurable():
     with Receiver(then=503) as receiver:
         run = Run(rules(receiver.url), config_text(webhooks="{retries: 2, retry_window: 600}")).order_imported()
@@ -390,7 +421,7 @@ def test_the_retries_and_window_are_configurable():
     assert 0.9 * 600 <= (times[-1] - times[0]).total_seconds() <= 600
 
 
-@pytest.mark.parametrize("store_id, with_key, missing", [(None, True, "an id"), (STORE_ID, False, "an api_key")])
+@pytest.mark.parametrize("store_id, with_key, missing", [(None, True, "id"), (STORE_ID, False, "api_key")])
 def test_a_store_without_an_id_or_a_key_fails_at_once_with_a_note(store_id, with_key, missing):
     with Receiver() as receiver:
         run = Run(rules(receiver.url), config_text(store_id=store_id, api_key=with_key)).order_imported()
