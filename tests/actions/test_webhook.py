@@ -325,11 +325,15 @@ def test_a_templated_url_is_rendered_per_order():
     assert run.decisions[0]["actions"][0]["params"]["url"] == receiver.url + "/hooks/1001?store=acme"
 
 
-def test_a_literal_url_that_is_not_http_is_a_check_error():
+@pytest.mark.parametrize("url, params, problem", [
+    ("ftp://example.com/orders", (), 'E208: the url of "Post Order JSON" is not usable: expected an http://'),
+    ("http:///orders", (), 'E208: the url of "Post Order JSON" is not usable: expected an http://'),
+    ("https://example.com/orders", ('format: "xml"',), "E208: bad value for parameter 'format'"),
+])
+def test_a_bad_literal_url_or_format_is_a_check_error(url, params, problem):
     with pytest.raises(RulesetError) as caught:
-        Engine.from_source(rules("ftp://example.com/orders"))
-    text = str(caught.value) + repr(getattr(caught.value, "diagnostics", ""))
-    assert "E208" in text and "http" in text
+        Engine.from_source(rules(url, *params))
+    assert problem in str(caught.value)
 
 
 def test_a_template_that_renders_a_bad_url_fails_the_action_and_records_no_job():
