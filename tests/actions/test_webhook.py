@@ -318,6 +318,25 @@ def test_the_text_signed_survives_the_samples_rawurldecode():
     assert json.loads(text) == {"id": "1", "email": "a%41b+c%2B@example.com"}
 
 
+def test_an_injected_client_is_used_and_201_is_success():
+    import httpx
+
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, text="created")
+
+    run = Run(rules("https://hooks.example.com/orders"))
+    run.runner.clients["webhook"] = httpx.Client(transport=httpx.MockTransport(answer))
+    run.order_imported()
+    [request] = seen
+    assert request.method == "POST" and str(request.url) == "https://hooks.example.com/orders"
+    assert request.headers["X-Order-Desk-Store-Id"] == STORE_ID
+    assert run.statuses() == ["done"]
+    assert run.runner.runs[0].outcome.detail["status"] == 201
+
+
 def test_a_templated_url_is_rendered_per_order():
     with Receiver() as receiver:
         run = Run(rules(receiver.url + "/hooks/{{ order.id }}?store={{ store.name }}")).order_imported()
