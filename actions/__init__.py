@@ -4,7 +4,7 @@ from ruledesk.engine.model import events
 from ruledesk.engine.model.catalogue import ACTIONS, EVENTS, ActionSpec, Catalogue, EventSpec
 from ruledesk.engine.model.jobs import HANDLERS, JobHandlers
 
-from ruledesk.actions import folders, order, podos, shipments, split, stores
+from ruledesk.actions import folders, order, podos, shipments, split, stores, webhook
 
 
 def builtin_events() -> Catalogue[EventSpec]:
@@ -23,4 +23,8 @@ def builtin_handlers() -> JobHandlers:
 
 
 __all__ = ["builtin_actions", "builtin_handlers", "builtin_events", "events", "folders", "order", "podos", "shipments",
+<<<<<<< HEAD
            "split", "stores"]
+=======
+           "webhook"]
+>>>>>>> webhook

@@ -1,4 +1,4 @@
-"""The configuration file (``ruledesk.yaml``): stores and their settings, email, limits; every error located at its file, line and key."""
+"""The configuration file (``ruledesk.yaml``): stores and their settings, email, webhooks, limits; every error located at its file, line and key."""
 
 from __future__ import annotations
 
@@ -31,6 +31,18 @@ class EmailSettings(BaseModel):
     templates: str = Field("templates", description="the folder of email templates")
 
 
+class WebhookSettings(BaseModel):
+    """How Post Order JSON delivers (docs/webhooks.md): Order Desk's 30 s timeout and 5 retries over 2 hours."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    timeout: float = Field(30.0, gt=0, le=600, description="seconds to wait for the receiver's answer to one post")
+    retries: int = Field(5, ge=0, le=20, description="how many times a failed post is tried again")
+    retry_window: float = Field(7200.0, gt=0, le=7 * 24 * 3600,
+                                description="seconds the retries are spread over (each waits twice the one "
+                                            "before; together they take about this long)")
+
+
 class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
@@ -47,6 +59,7 @@ class Config(BaseModel):
     default_store: str | None = Field(None, description="the store of an event or order that names none "
                                                          "(default: the only store, when there is one)")
     email: EmailSettings | None = Field(None, description="how Send Email sends")
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings, description="how Post Order JSON posts")
     limits: Limits = Field(default_factory=Limits, description="the cascade's limits")
 
     _path: Path | None = PrivateAttr(None)  # the file it was read from (load_config)
@@ -104,7 +117,7 @@ def parse_config(text: str, name: str = "ruledesk.yaml") -> Config:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([f"{name}:1:1: the configuration must be a mapping (stores:, email:, limits:)"])
+        raise ConfigError([f"{name}:1:1: the configuration must be a mapping (stores:, email:, webhooks:, limits:)"])
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
