@@ -17,7 +17,8 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, getaddresses, parseaddr
+from email.headerregistry import HeaderRegistry
+from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -48,19 +49,22 @@ UNSHOWN = {"content-type", "mime-version", "content-transfer-encoding", "date"}
 
 # ---- parameters --------------------------------------------------------------------------------
 
+_HEADERS = HeaderRegistry()
 _ADDRESS = re.compile(r"[^@\s<>,;:\"()\[\]\\]+@[^@\s<>,;:\"()\[\]\\]+")
 
 
 def parse_addresses(value: str) -> list[tuple[str, str]]:
-    """The (name, address) pairs of a comma-separated list (``a@x.com, Bob <bob@y.org>``); ValueError
-    naming the first entry that is not an address."""
-    pairs = getaddresses([value])
+    """The (name, address) pairs of a comma-separated list (``a@x.com, "Smith, Bob" <bob@y.org>``);
+    ValueError naming the entry that is not an address."""
+    header = _HEADERS("To", value)
+    pairs = [(address.display_name, address.addr_spec) for address in header.addresses]
     if not value.strip() or not pairs:
         raise ValueError("expected one or more email addresses, separated by commas")
-    for name, address in pairs:
+    for _, address in pairs:
         if not _ADDRESS.fullmatch(address):
-            shown = formataddr((name, address)) if address else (name or value.strip())
-            raise ValueError(f"{shown!r} is not an email address")
+            raise ValueError(f"{address.strip(chr(34))!r} is not an email address")
+    if header.defects:
+        raise ValueError(f"{value.strip()!r} is not a list of email addresses ({header.defects[0]})")
     return pairs
 
 
@@ -132,7 +136,7 @@ def template_files(folder: Path, name: str) -> dict[str, str]:
         except TemplateNotFound:
             continue
         except TemplateSyntaxError as exc:
-            raise EmailProblem(f"the email template {file} does not parse: line {exc.lineno}: {exc.message}") from None
+            raise EmailProblem(f"the email template {file}:{exc.lineno} does not parse: {exc.message}") from None
         files[part] = file
     if (suffix and PARTS[suffix] not in files) or not files:
         wanted = name if suffix else f"{stem}.txt or {stem}.html"
