@@ -484,3 +484,45 @@ def test_a_dry_run_shows_the_whole_message_and_sends_nothing(smtp, shop):
     assert preview["text"].startswith("Hello Bob,\ntotal €1,234.50")
     assert preview["html"] == "<p>Dear Bob &lt;b&gt;Builder&lt;/b&gt;: €1,234.50</p>\n"
     assert not mailbox.accepted and not mailbox.refused
+
+
+# ---- durably, as the daemon runs it ---------------------------------------------------------------------------
+
+
+def test_the_daemon_runner_retries_then_notes_the_failure_on_the_stored_order(smtp, shop):
+    from ruledesk.engine.daemon.worker import Worker
+    from ruledesk.engine.jobs.durable import DurableRunner
+    from ruledesk.engine.store import open_store
+    from ruledesk.engine.store.base import Inbound
+
+    mailbox = Mailbox(answers=["451 4.3.0 try again later", "554 5.7.1 message rejected"])
+    rules = rules_for('"Send Email"(to: "{{ order.email }}", subject: "Thanks", template: "shipped")') + \
+        'rule "Flag" {\n    when "Note Added"\n    then "Tag Order"(name: "email-failed")\n}\n'
+    engine = engine_for(config_file(shop, smtp(mailbox)), rules)
+    store = open_store(f"sqlite:///{shop}/ruledesk.db")
+    clock = VirtualTime()
+    worker = Worker(store, lambda: engine, name="w", wall=lambda: clock().timestamp())
+    runner = DurableRunner(store, lambda: engine, builtin_handlers(), name="j", clock=clock)
+    try:
+        body = {"event": "Order is Imported", "order": ORDER, "store": "acme", "id": "e1"}
+        store.enqueue([Inbound("e1", "acme", "1001", "Order is Imported", json.dumps(body))], clock().timestamp())
+        assert worker.run_once() == 1
+        [job] = store.jobs()
+
+        assert runner.run_once() is True  # 451: retried later
+        stored = store.job(job.key)
+        assert (stored.status, stored.attempts) == ("pending", 1) and "451" in stored.error
+        clock.sleep(stored.due_at - clock().timestamp())
+        assert runner.run_once() is True  # 554: given up on, noted on the order
+        stored = store.job(job.key)
+        assert (stored.status, stored.attempts) == ("failed", 2)
+        assert "554 5.7.1 message rejected" in stored.error
+
+        assert worker.run_once() == 1  # the "Note Added" the failure emitted
+        order = json.loads(store.order("acme", "1001"))
+        assert order["order_notes"][-1]["content"] == f'Email "Thanks" to bob@example.test was not sent: {stored.error}'
+        assert order["tag_name"] == "email-failed"
+        first, second = mailbox.refused
+        assert first["Message-ID"] == second["Message-ID"] == f"<{job.key}@acme.test>"
+    finally:
+        store.close()
