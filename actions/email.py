@@ -294,10 +294,10 @@ def deliver(settings: EmailSettings, ca_file: Path | None, composed: Composed) -
         raise SmtpFailure(f"the SMTP server's certificate is not trusted: {exc.verify_message}", False) from None
     except (socket.timeout, TimeoutError):
         raise SmtpFailure(f"the SMTP server {host}:{port} did not answer within {settings.timeout:g} s", True) from None
+    except smtplib.SMTPException as exc:  # the server hung up, or answered what smtplib did not expect
+        raise SmtpFailure(f"the SMTP session with {host}:{port} failed: {exc}", True) from None
     except OSError as exc:
         raise SmtpFailure(f"cannot reach the SMTP server {host}:{port}: {exc.strerror or exc}", True) from None
-    except smtplib.SMTPException as exc:
-        raise SmtpFailure(f"SMTP: {type(exc).__name__}: {exc}", True) from None
     return {address: f"{code} {_text(reply)}" for address, (code, reply) in refused.items()}
 
 
