@@ -48,7 +48,8 @@ def emitted(ctx):
 
 
 def test_the_core_actions_are_exactly_the_ones_tested_here():
-    assert {spec.name for spec in ACTIONS if spec.source == "core"} == CORE_ACTIONS
+    # external core actions (Send Email) are tested against their servers in their own modules
+    assert {spec.name for spec in ACTIONS if spec.source == "core" and not spec.external} == CORE_ACTIONS
 
 
 def test_move_to_folder_changes_folder_and_emits_folder_is_changed(order):
