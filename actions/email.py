@@ -68,8 +68,9 @@ def parse_addresses(value: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _addresses(value: str) -> str:
-    parse_addresses(value)
+def _addresses(value: str | None) -> str | None:
+    if value is not None:
+        parse_addresses(value)
     return value
 
 
@@ -81,12 +82,9 @@ def _one_line(value: str) -> str:
     return line
 
 
-Addresses = Annotated[str, AfterValidator(_addresses)]
-
-
 class SendEmailParams(ActionParams):
-    to: Addresses = Field(description="the recipients: one address or several separated by commas")
-    cc: Addresses | None = Field(None, description="copied recipients, separated by commas")
+    to: Annotated[str, AfterValidator(_addresses)] = Field(description="the recipients: one address or several separated by commas")
+    cc: Annotated[str | None, AfterValidator(_addresses)] = Field(None, description="copied recipients, separated by commas")
     subject: Annotated[str, AfterValidator(_one_line)] = Field(description="the subject line")
     template: str | None = Field(None, min_length=1, description="the template's name under the templates "
                                  "folder: NAME (NAME.txt and/or NAME.html), NAME.txt or NAME.html")
