@@ -2,9 +2,10 @@
 
 from ruledesk.engine.model import events
 from ruledesk.engine.model.catalogue import ACTIONS, EVENTS, ActionSpec, Catalogue, EventSpec
+from ruledesk.engine.model.config import Config
 from ruledesk.engine.model.jobs import HANDLERS, JobHandlers
 
-from ruledesk.actions import folders, order, podos, shipments, split, stores, webhook
+from ruledesk.actions import email, folders, order, podos, shipments, split, stores, webhook
 
 
 def builtin_events() -> Catalogue[EventSpec]:
@@ -12,9 +13,13 @@ def builtin_events() -> Catalogue[EventSpec]:
     return EVENTS.copy()
 
 
-def builtin_actions() -> Catalogue[ActionSpec]:
-    """A copy of the built-in action catalogue; register your own actions on it."""
-    return ACTIONS.copy()
+def builtin_actions(config: Config | None = None) -> Catalogue[ActionSpec]:
+    """A copy of the built-in action catalogue; register your own actions on it.  With ``config``,
+    its actions check what they can against it (Send Email: its templates folder)."""
+    actions = ACTIONS.copy()
+    if config is not None:
+        email.with_templates(actions, email.templates_folder(config))
+    return actions
 
 
 def builtin_handlers() -> JobHandlers:
@@ -22,9 +27,5 @@ def builtin_handlers() -> JobHandlers:
     return HANDLERS.copy()
 
 
-__all__ = ["builtin_actions", "builtin_handlers", "builtin_events", "events", "folders", "order", "podos", "shipments",
-<<<<<<< HEAD
-           "split", "stores"]
-=======
-           "webhook"]
->>>>>>> webhook
+__all__ = ["builtin_actions", "builtin_handlers", "builtin_events", "email", "events", "folders", "order", "podos",
+           "shipments", "split", "stores", "webhook"]

@@ -73,8 +73,8 @@ def press(
     if order_file is None:
         err.print("error: give ORDER.json (or - for stdin), or --order ID with --db")
         raise typer.Exit(EXIT_USAGE)
-    events, catalogue = default_events(), default_actions()
     config = load_config_or_exit(config_file, err)
+    events, catalogue = default_events(), default_actions(config)
     ruleset = load_or_exit(rules, events, catalogue, err, trace=False)
     if ruleset.plan(button_key(label)) is None:
         err.print(f"error: {_unknown_button(label, ruleset)}")

@@ -59,8 +59,8 @@ def replay(
     the store or the configuration cannot be read; 4 if the engine failed on an event.
     """
     err = stderr()
-    events, catalogue = default_events(), default_actions()
     config = load_config_or_exit(config_file, err)
+    events, catalogue = default_events(), default_actions(config)
     ruleset = load_or_exit(rules, events, catalogue, err, trace=False)
     limits = config.limits if config is not None else Limits()
     try:

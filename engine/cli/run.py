@@ -56,8 +56,8 @@ def run(
     follow the line's; a job that fails is reported on stderr.
     """
     err = stderr()
-    events, catalogue = default_events(), default_actions()
     config = load_config_or_exit(config_file, err)
+    events, catalogue = default_events(), default_actions(config)
     ruleset = load_or_exit(rules, events, catalogue, err, trace=False)
     limits = config.limits if config is not None else Limits()
     max_depth = limits.max_depth if max_depth is None else max_depth

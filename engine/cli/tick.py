@@ -50,8 +50,8 @@ def tick(
     the daemon's own scheduler is off, or to run schedules without a daemon.
     """
     err = stderr()
-    events, catalogue = default_events(), default_actions()
     config = load_config_or_exit(config_file, err)
+    events, catalogue = default_events(), default_actions(config)
     ruleset = load_or_exit(rules, events, catalogue, err, trace=False)
     periods = schedule_periods(ruleset, now.timestamp() if now is not None else time.time())
     if db is not None:

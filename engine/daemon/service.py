@@ -67,7 +67,7 @@ class Daemon:
         self.clock = clock
         self.name = name or daemon_id()
         self.events = default_events()
-        self.actions = default_actions()
+        self.actions = default_actions(config)
         self.metrics = Metrics(store.counts)
         self.handlers = handlers if handlers is not None else HANDLERS.copy()
         self.clients = clients or {}
@@ -121,7 +121,7 @@ class Daemon:
                 config = self.options.adjust_config(config)
         else:
             config = self.config
-        ruleset = load_ruleset(self.options.rules, self.events, self.actions)
+        ruleset = load_ruleset(self.options.rules, self.events, default_actions(config))  # its templates folder
         if not ruleset.rules:
             raise ValueError(
                 f"no rule file under {', '.join(self.options.rules)}: a folder with no rules is never activated")

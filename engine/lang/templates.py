@@ -1,13 +1,16 @@
-"""User templates in action parameters: always Jinja2's sandbox, compiled once at check time."""
+"""User templates, in action parameters and in template files (email): always Jinja2's sandbox, with the document filters."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import functools
+from pathlib import Path
 from typing import Any
 
-from jinja2 import ChainableUndefined, Template
+from jinja2 import ChainableUndefined, FileSystemLoader, Template, select_autoescape
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ruledesk.engine.lang.filters import FILTERS
 
 
 def is_template(text: str) -> bool:
@@ -18,8 +21,22 @@ def is_template(text: str) -> bool:
 @functools.lru_cache(maxsize=1)
 def template_environment() -> ImmutableSandboxedEnvironment:
     """The one sandbox every user template renders in: no attribute escapes, no mutation of the order."""
-    return ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False, keep_trailing_newline=True,
-                                         finalize=_finalize)
+    environment = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False,
+                                                keep_trailing_newline=True, finalize=_finalize)
+    environment.filters.update(FILTERS)
+    return environment
+
+
+@functools.lru_cache(maxsize=16)
+def folder_environment(folder: Path) -> ImmutableSandboxedEnvironment:
+    """The sandbox for the template files under ``folder`` (Send Email's documents): the same policy,
+    filters and printing as rule templates; ``.html`` files autoescaped.  A file is read again when it
+    changes; a name cannot leave the folder (``..`` is not found)."""
+    environment = ImmutableSandboxedEnvironment(loader=FileSystemLoader(folder), undefined=ChainableUndefined,
+                                                autoescape=select_autoescape(("html", "htm")),
+                                                keep_trailing_newline=True, finalize=_finalize)
+    environment.filters.update(FILTERS)
+    return environment
 
 
 def _finalize(value: Any) -> Any:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from ruledesk.engine.model.settings import StoreSettings
+from ruledesk.engine.model.settings import Secret, StoreSettings
 from ruledesk.grammar.diagnostics import closest
 
 
@@ -24,11 +27,51 @@ class ConfigError(ValueError):
 
 
 class EmailSettings(BaseModel):
+    """How Send Email sends (docs/email.md): the SMTP server, the From address, the templates folder."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True, hide_input_in_errors=True)
 
-    smtp: str = Field(description="the SMTP server, smtp://host:port or smtps://host:port")
+    smtp: str = Field(description="the SMTP server, smtp://host:port or smtps://host:port (TLS from the start)")
     sender: str = Field(alias="from", description="the From address")
-    templates: str = Field("templates", description="the folder of email templates")
+    templates: str = Field("templates", description="the folder of email templates, relative to this file")
+    starttls: bool = Field(False, description="upgrade an smtp:// connection with STARTTLS before anything is sent")
+    username: str | None = Field(None, description="the SMTP AUTH user name (needs starttls or smtps://)")
+    password: Secret | None = Field(None, description="the SMTP AUTH password (a secret: env:NAME or file:PATH)")
+    ca_file: str | None = Field(None, description="a PEM file of the certificate authorities to trust (a server "
+                                                  "with a private certificate), relative to this file")
+    timeout: float = Field(30.0, gt=0, description="seconds to wait for the SMTP server on one operation")
+    attempts: int = Field(5, ge=1, le=20, description="how many times a message is tried before it is given up on")
+
+    @field_validator("smtp")
+    @classmethod
+    def _smtp_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("expected smtp://host:port or smtps://host:port")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("write the user in username: and the password as a secret in password:, not in the URL")
+        try:
+            parts.port  # noqa: B018 -- raises for a port that is not a number
+        except ValueError:
+            raise ValueError("the port must be a number") from None
+        return value
+
+    @field_validator("sender")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        address = parseaddr(value)[1]
+        if "@" not in address.strip("@"):
+            raise ValueError("expected an email address: orders@example.com or Shop <orders@example.com>")
+        return value
+
+    @model_validator(mode="after")
+    def _auth(self) -> "EmailSettings":
+        if (self.username is None) != (self.password is None):
+            raise ValueError("SMTP AUTH needs both username: and password:")
+        if self.username is not None and not (self.starttls or self.smtp.startswith("smtps:")):
+            raise ValueError("a password is never sent in clear: with username:, use starttls: true or an "
+                             "smtps:// server")
+        return self
 
 
 class WebhookSettings(BaseModel):

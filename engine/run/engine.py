@@ -687,11 +687,12 @@ def default_events() -> Catalogue[EventSpec]:
     return builtin_events()
 
 
-def default_actions() -> Catalogue[ActionSpec]:
-    """A copy of the built-in action catalogue; register your own actions on it."""
+def default_actions(config: Any = None) -> Catalogue[ActionSpec]:
+    """A copy of the built-in action catalogue; register your own actions on it.  With ``config``
+    (a ``Config``), its actions check against it (Send Email: its templates folder)."""
     from ruledesk.actions import builtin_actions
 
-    return builtin_actions()
+    return builtin_actions(config)
 
 
 __all__ = ["Engine", "Decision", "ActionRecord", "EventError", "Result", "default_events", "default_actions"]

@@ -36,8 +36,8 @@ def pinged(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[list[str], 
             return Failed("the receiver refused it")
         return Done(events=(Emitted("Order Confirmed", {}),))
 
-    def actions():
-        catalogue = default_actions()
+    def actions(config=None):
+        catalogue = default_actions(config)
         catalogue.register(ActionSpec("Ping", PingParams, job="ping"))
         return catalogue
 
