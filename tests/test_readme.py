@@ -51,6 +51,10 @@ def test_the_first_command_serves_the_examples_and_prints_their_decisions(tmp_pa
     shipped = [d for d in by_event["Shipment is Added"] if d["order_id"] in submitted and any(
         s["tracking_number"].startswith("94001") for s in d["order"]["order_shipments"])]
     assert {d["order_id"] for d in shipped} == submitted
+    # the rejected order emails the team (a job: the demo has no SMTP server, so it is still being retried)
+    [rejected] = by_event["Order Not Submitted to podOS Because of Invalid SKU"]
+    [email] = [a for a in rejected["actions"] if a["action"] == "Send Email"]
+    assert email["status"] == "scheduled" and email["params"]["template"] == "podos_rejected"
     # several stores: the partner's copy of 1016 shipped and its shipment came back to Acme's 1016; the
     # wholesale order 1017 moved out of Acme Prints and shipped in Acme Wholesale, passing nothing back
     final = {}
