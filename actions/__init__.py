@@ -18,7 +18,7 @@ def builtin_actions(config: Config | None = None) -> Catalogue[ActionSpec]:
     its actions check what they can against it (Send Email: its templates folder)."""
     actions = ACTIONS.copy()
     if config is not None:
-        email.with_templates(actions, email.templates_folder(config))
+        email.with_templates(actions, email.templates_folder(config), required=config.email is not None)
     return actions
 
 

@@ -108,9 +108,9 @@ class EmailProblem(Exception):
 def templates_folder(config: Config | None) -> Path:
     """Where Send Email's templates are: ``email.templates`` of the configuration (relative to its
     file), else ``templates/`` in the current folder."""
-    if config is None:
+    if config is None or config.email is None:
         return DEFAULT_TEMPLATES
-    return config.relative(config.email.templates if config.email is not None else DEFAULT_TEMPLATES)
+    return config.relative(config.email.templates)
 
 
 def template_files(folder: Path, name: str) -> dict[str, str]:
@@ -150,9 +150,11 @@ def _template_names(folder: Path) -> list[str]:
         return []
 
 
-def template_check(folder: Path) -> StaticCheck:
+def template_check(folder: Path, required: bool = True) -> StaticCheck:
     """Send Email's check-time check: a literal template name must name files that exist under
-    ``folder`` and parse (with a suggestion for a misspelt name)."""
+    ``folder`` and parse (with a suggestion for a misspelt name).  A folder that is not
+    ``required`` (no email configuration says where templates are: the default, templates/ in the
+    current folder) is only looked in when it exists; otherwise the name is checked when it is sent."""
 
     def check(literals: dict[str, Any]) -> list[tuple[str, str, str | None]]:
         problems: list[tuple[str, str, str | None]] = []
@@ -160,6 +162,8 @@ def template_check(folder: Path) -> StaticCheck:
             problems.append(("body", "give either template or body, not both", None))
         name = literals.get("template")
         if not isinstance(name, str) or not name or is_template(name):
+            return problems
+        if not required and not folder.is_dir():
             return problems
         try:
             template_files(folder, name)
@@ -171,18 +175,18 @@ def template_check(folder: Path) -> StaticCheck:
     return check
 
 
-def with_templates(actions: Catalogue[ActionSpec], folder: Path) -> None:
+def with_templates(actions: Catalogue[ActionSpec], folder: Path, required: bool = True) -> None:
     """Make ``actions``' Send Email check its literal template names against ``folder``."""
     spec = actions.get(SEND_EMAIL)
     if spec is not None:
-        actions.register(replace(spec, static_check=template_check(folder)), replace=True)
+        actions.register(replace(spec, static_check=template_check(folder, required)), replace=True)
 
 
 # ---- the action --------------------------------------------------------------------------------
 
 
 @action(SEND_EMAIL, SendEmailParams, job=SEND, mutates_order=False, touches=(),
-        static_check=template_check(DEFAULT_TEMPLATES))
+        static_check=template_check(DEFAULT_TEMPLATES, required=False))
 def send_email(ctx: ActionContext, params: SendEmailParams) -> None:
     """Send an email (to, cc?, subject, and template or body) over SMTP, once the decision is committed."""
     return None

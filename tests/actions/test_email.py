@@ -448,10 +448,25 @@ def test_without_a_configuration_templates_are_looked_for_in_the_current_folder(
     runner = CliRunner()
     monkeypatch.chdir(shop)
     assert runner.invoke(app, ["check", str(rules)]).exit_code == 0
-    monkeypatch.chdir(shop / "templates")  # no templates/ here
+    for part in ("txt", "html"):
+        (shop / "templates" / f"shipped.{part}").rename(shop / "templates" / f"sent.{part}")
     checked = runner.invoke(app, ["check", str(rules)])
+    assert checked.exit_code == 1 and "no email template shipped.txt or shipped.html in templates" in checked.output
+    # no templates/ here and no configuration saying where they are: checked when the message is made
+    monkeypatch.chdir(shop / "templates")
+    assert runner.invoke(app, ["check", str(rules)]).exit_code == 0
+
+
+def test_a_configured_templates_folder_that_does_not_exist_is_a_check_error(shop, tmp_path):
+    rules = tmp_path / "mail.rules"
+    rules.write_text(rules_for('"Send Email"(to: "a@example.test", subject: "S", template: "shipped")'),
+                     encoding="utf-8")
+    config = tmp_path / "ruledesk.yaml"
+    config.write_text('email: {smtp: "smtp://127.0.0.1:8025", from: "a@example.test", templates: nowhere}\n',
+                      encoding="utf-8")
+    checked = CliRunner().invoke(app, ["check", str(rules), "--config", str(config)])
     assert checked.exit_code == 1
-    assert "the email templates folder templates does not exist" in checked.output
+    assert f"the email templates folder {tmp_path / 'nowhere'} does not exist" in checked.output
 
 
 # ---- dry run ---------------------------------------------------------------------------------------------------
