@@ -195,3 +195,16 @@ def ping_engine(rules: str) -> Any:
     actions = default_actions()
     actions.register(ActionSpec("Ping", PingParams, job="ping", description="test: ping a target"))
     return Engine.from_source(rules, actions=actions, events=default_events(), clock=fixed_clock)
+
+
+class VirtualTime:
+    """A clock that a runner's waits advance (job retries with backoff, over hours, take no real time)."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)

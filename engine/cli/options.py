@@ -44,6 +44,8 @@ TextOrJsonOption = Annotated[TextOrJson, typer.Option("--format", metavar="[text
 DecisionFormatOption = Annotated[DecisionFormat | None, typer.Option(
     "--format", metavar="[json|table]", help="json: one decision per line; table: readable. Default: table on a "
                                             "terminal, json otherwise.", show_default=False)]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Change in-memory copies only; record external "
+                                                             "effects instead of performing them.")]
 ExplainOption = Annotated[bool, typer.Option("--explain", help='Say why each rule did or did not fire: json adds '
                                                               'an "explain" list, table prints the lines.')]
 

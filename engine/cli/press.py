@@ -126,12 +126,7 @@ def _press(engine: Engine, label: str, order: dict[str, Any], store: dict[str, A
     if not perform:
         preview_jobs(engine, result.decisions)
         return result.decisions, []
-    runner = MemoryRunner(engine, builtin_handlers())
-    runner.submit(result)
-    later = runner.run()
-    failures = [f"job {run.job.kind} ({run.job.action}, {run.job.key}) failed: {run.outcome.error}"
-                for run in runner.runs if run.status == "failed"]
-    return result.decisions + [d for r in later for d in r.decisions], failures
+    return MemoryRunner(engine, builtin_handlers()).perform(result)
 
 
 def _press_stored(label: str, order_id: str, db: str, store: str, wait: float, output_format: Any, err: Any) -> None:

@@ -22,7 +22,7 @@ from ruledesk.engine.run.engine import Decision, Engine, EventError, default_act
 from ruledesk.engine.run.explain import DECIDING
 from ruledesk.engine.cli.inputs import input_name, load_or_exit
 from ruledesk.engine.cli.options import (EXIT_INTERNAL, EXIT_REJECTED, EXIT_USAGE, STDIN, ConfigOption,
-                                         DecisionFormatOption, ExplainOption, NowOption, RulesOption, count,
+                                         DecisionFormatOption, DryRunOption, ExplainOption, NowOption, RulesOption, count,
                                          fixed_clock, load_config_or_exit, stderr)
 from ruledesk.engine.cli.render import default_format, stdout_console, write_decisions
 
@@ -32,8 +32,7 @@ PROGRESS_MIN_LINES = 1000  # below this, a run is over before a progress bar wou
 def run(
     orders: Annotated[str, typer.Argument(metavar="ORDERS.jsonl|-", hidden=True)],
     rules: RulesOption = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Change in-memory copies only; record "
-                                                           "external effects instead of performing them.")] = False,
+    dry_run: DryRunOption = False,
     output_format: DecisionFormatOption = None,
     max_depth: Annotated[int | None, typer.Option("--max-depth", metavar="N", min=0, show_default=False,
                                                   help="Longest cascade of emitted events (default: the "
@@ -131,12 +130,7 @@ def _process(engine: Engine, event: Event, runner: MemoryRunner | None) -> tuple
     if runner is None:  # a dry run: each job shows the request it would send
         preview_jobs(engine, result.decisions)
         return result.decisions, []
-    done = len(runner.runs)
-    runner.submit(result)
-    later = runner.run()
-    failures = [f"job {run.job.kind} ({run.job.action}, {run.job.key}) failed: {run.outcome.error}"
-                for run in runner.runs[done:] if run.status == "failed"]
-    return result.decisions + [d for r in later for d in r.decisions], failures
+    return runner.perform(result)
 
 
 def _json_kind(value: Any) -> str:

@@ -18,7 +18,7 @@ from ruledesk.engine.run.engine import Decision, Engine, EventError, default_act
 from ruledesk.engine.run.explain import DECIDING
 from ruledesk.engine.cli.inputs import input_name, load_or_exit
 from ruledesk.engine.cli.options import (EXIT_INTERNAL, EXIT_REJECTED, EXIT_USAGE, STDIN, ConfigOption,
-                                         DecisionFormatOption, ExplainOption, NowOption, RulesOption, count,
+                                         DecisionFormatOption, DryRunOption, ExplainOption, NowOption, RulesOption, count,
                                          fixed_clock, load_config_or_exit, stderr)
 from ruledesk.engine.cli.render import default_format, stdout_console, write_decisions
 
@@ -26,8 +26,7 @@ from ruledesk.engine.cli.render import default_format, stdout_console, write_dec
 def tick(
     orders: Annotated[str | None, typer.Argument(metavar="ORDERS.jsonl|-", hidden=True)] = None,
     rules: RulesOption = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Change in-memory copies only; record "
-                                                           "external effects instead of performing them.")] = False,
+    dry_run: DryRunOption = False,
     output_format: DecisionFormatOption = None,
     explain: ExplainOption = False,
     now: NowOption = None,
@@ -137,12 +136,7 @@ def _run(engine: Engine, rule: str, order: dict[str, Any], store: Any, period: s
     if runner is None:
         preview_jobs(engine, result.decisions)
         return result.decisions, []
-    done = len(runner.runs)
-    runner.submit(result)
-    later = runner.run()
-    failures = [f"job {run.job.kind} ({run.job.action}, {run.job.key}) failed: {run.outcome.error}"
-                for run in runner.runs[done:] if run.status == "failed"]
-    return result.decisions + [d for r in later for d in r.decisions], failures
+    return runner.perform(result)
 
 
 def _queue(periods: list[tuple[str, str, Any, str]], db: str, config: Any, err: Any) -> None:

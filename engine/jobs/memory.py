@@ -15,7 +15,7 @@ from ruledesk.engine.model.context import Emitted, Event, utcnow
 from ruledesk.engine.model.jobs import Done, Failed, Job, JobContext, JobHandlers, Outcome, Retry
 from ruledesk.engine.model.order import dump_order
 from ruledesk.engine.model.settings import StoreSettings
-from ruledesk.engine.run.decision import OrderRef, Result
+from ruledesk.engine.run.decision import Decision, OrderRef, Result
 from ruledesk.engine.run.engine import Engine, EventError
 
 
@@ -84,6 +84,17 @@ class MemoryRunner:
             event = Event(handoff.name, dump_order(handoff.order), handoff.payload, self._store(handoff.store),
                           handoff.id)
             self.submit(self.engine.process(event, dry_run=False), hops=hops + handoff.depth)
+
+    def perform(self, result: Result) -> tuple[list[Decision], list[str]]:
+        """Submit ``result`` and run the jobs that are due: its decisions followed by those of the
+        events the jobs emitted, and a line for each job that failed (what `ruledesk run`, `tick`
+        and `press --perform` print)."""
+        done = len(self.runs)
+        self.submit(result)
+        later = self.run()
+        failures = [f"job {run.job.kind} ({run.job.action}, {run.job.key}) failed: {run.outcome.error}"
+                    for run in self.runs[done:] if run.status == "failed"]
+        return result.decisions + [d for r in later for d in r.decisions], failures
 
     def _queue_job(self, job: Job, due: _dt.datetime, hops: int, *, wait: bool = True) -> None:
         if job.key not in self._seen:  # a key seen before is ignored, as the durable store would

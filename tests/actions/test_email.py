@@ -4,7 +4,6 @@ dry run, check-time template errors, and the SMTP password kept out of everythin
 
 from __future__ import annotations
 
-import datetime as dt
 import email
 import email.policy
 import json
@@ -29,6 +28,8 @@ from ruledesk.engine.model.config import ConfigError, load_config, parse_config
 from ruledesk.engine.run.decision import OrderRef
 from ruledesk.engine.run.engine import default_actions, default_events
 
+from support import VirtualTime
+
 PASSWORD = "s3cret-smtp-pw"
 
 ORDER = {
@@ -44,19 +45,6 @@ total {{ order.order_total|money }}, ordered {{ order.date_added|datetime }} ({{
 {% endfor %}{{ store.name }}
 """
 HTML = "<p>Dear {{ order.shipping.first_name }} {{ order.shipping.last_name }}: {{ order.order_total|money }}</p>\n"
-
-
-class VirtualTime:
-    """A clock that the runner's waits advance: retries with backoff take no real time."""
-
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
 
 
 class Mailbox:

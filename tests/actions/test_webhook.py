@@ -31,7 +31,7 @@ from ruledesk.engine.model.config import ConfigError, parse_config
 from ruledesk.engine.run.decision import OrderRef
 from ruledesk.engine.store import open_store
 from ruledesk.engine.store.base import Inbound
-from support import ROOT
+from support import ROOT, VirtualTime
 
 STORE = "acme"
 STORE_ID = "10001"
@@ -57,19 +57,6 @@ def config_text(*, store_id: str | None = STORE_ID, api_key: bool = True, webhoo
 @pytest.fixture(autouse=True)
 def key_in_the_environment(monkeypatch):
     monkeypatch.setenv("WEBHOOK_TEST_KEY", API_KEY)
-
-
-class VirtualTime:
-    """A clock that a runner's waits advance (retries over two hours take no real time)."""
-
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
 
 
 # ---- a receiver that verifies like Order Desk's PHP sample ------------------------------------------

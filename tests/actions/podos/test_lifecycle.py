@@ -28,7 +28,7 @@ from ruledesk.engine.model.jobs import Retry
 from ruledesk.engine.model.settings import PodosSettings, StoreSettings
 from ruledesk.engine.run.decision import OrderRef
 from ruledesk.engine.store.base import Inbound
-from support import Serve, create_token
+from support import Serve, VirtualTime, create_token
 
 TOKEN = "lifecycle-s3cret-token"
 STORE = "Acme Prints"
@@ -139,19 +139,6 @@ def sim():
 
 
 # ---- MemoryRunner on a virtual clock --------------------------------------------------------------------
-
-
-class VirtualTime:
-    """A clock that the runner's waits advance (job retries with backoff take no real time)."""
-
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
 
 
 class Memory:

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
 from ruledesk.engine import Engine
 from ruledesk.grammar import ast
 from ruledesk.engine.cli import app
+
+from support import VirtualTime
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE_RULES = ROOT / "rules.d"
@@ -43,16 +44,6 @@ rule "Remember moves" {
     then "Set Order Metadata"(field: "moved_from", value: "{{ event.from_folder }}")
 }
 """
-
-
-@pytest.fixture
-def cli():
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None):
-        return runner.invoke(app, list(args), input=input, catch_exceptions=False)
-
-    return invoke
 
 
 @pytest.fixture
@@ -510,21 +501,6 @@ def test_example_rules_are_clean(cli):
     result = cli("check", "--strict", str(EXAMPLE_RULES))
     assert result.exit_code == 0, result.stdout
     assert re.fullmatch(r"\d+ files, \d+ rules: 0 errors, 0 warnings\n", result.stdout)
-
-
-class VirtualTime:
-    """A clock that a runner's waits advance (job retries with backoff take no real time)."""
-
-    def __init__(self) -> None:
-        import datetime as dt
-        self.now = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        import datetime as dt
-        self.now += dt.timedelta(seconds=seconds)
 
 
 def test_every_event_rule_of_the_example_fires_on_the_example_orders(monkeypatch):

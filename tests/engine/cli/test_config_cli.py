@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
-from typer.testing import CliRunner
 
-from ruledesk.engine.cli import app
 
 GOOD = """\
 stores:
@@ -24,16 +22,6 @@ email: {smtp: "smtp://127.0.0.1:8025", from: "orders@example.com"}
 limits: {max_depth: 5}
 """
 SECRET = "s3cret-t0ken-value"
-
-
-@pytest.fixture
-def cli():
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from ruledesk.actions.podos.simulator import Simulator
-from ruledesk.engine.cli import app
 from ruledesk.engine.store import open_store
 from ruledesk.engine.store.base import Inbound
 
@@ -32,16 +30,6 @@ rule "Nudge after two days" {
         "Move to Folder"(folder: "Needs Review")
 }
 '''
-
-
-@pytest.fixture
-def cli():
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None):
-        return runner.invoke(app, list(args), input=input, catch_exceptions=False)
-
-    return invoke
 
 
 @pytest.fixture
