@@ -140,6 +140,8 @@ def _podos_settings(config_file: str, store: str | None, err: Console) -> PodosS
     config = load_config_or_exit(config_file, err)
     assert config is not None
     with_podos = [s for s in config.stores if s.podos is not None]
+    if store is None and len(with_podos) > 1 and config.default_store is not None:
+        store = config.default_store  # several stores with podOS: the configuration's default one
     if store is not None:
         named = next((s for s in config.stores if s.name == store), None)
         if named is None:
@@ -155,7 +157,7 @@ def _podos_settings(config_file: str, store: str | None, err: Console) -> PodosS
         problem = f"no store in {config_file} has podos: settings (url, project, token)"
     else:
         problem = (f"{len(with_podos)} stores have podos: settings ({', '.join(s.name for s in with_podos)}): "
-                   f"choose one with --store")
+                   f"choose one with --store (or set default_store)")
     err.print(f"error: {problem}")
     raise typer.Exit(EXIT_USAGE)
 

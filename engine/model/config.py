@@ -126,7 +126,9 @@ class Config(BaseModel):
     @field_validator("default_store")
     @classmethod
     def _known_default(cls, default: str | None, info: ValidationInfo) -> str | None:
-        names = [store.name for store in info.data.get("stores") or ()]
+        if "stores" not in info.data:  # the stores have problems of their own, reported
+            return default
+        names = [store.name for store in info.data["stores"]]
         if default is not None and default not in names:
             near = closest(default, names)
             raise ValueError(f"{default!r} is not a configured store" + (f" (did you mean {near[0]!r}?)" if near else "")

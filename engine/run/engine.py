@@ -207,11 +207,13 @@ class Engine:
         # Events for other orders (split pieces, copies) are left to the caller (Result.handoffs)
         # rather than processed in the cascade: the daemon runs them under their own order's lease.
         self.handoff = handoff
-        self.followups = {name: list(fns) for name, fns in (FOLLOWUPS if followups is None else followups).items()}
         self.config = config  # the configuration the engine was built from (job handlers read email, webhooks)
         self.explain = explain
         self.events = events if events is not None else default_events()
         self.actions = actions if actions is not None else default_actions()
+        # by the event's own spelling (events are validated to it): no case-folding per event
+        self.followups = {self.events[name].name: list(fns)
+                          for name, fns in (FOLLOWUPS if followups is None else followups).items() if name in self.events}
         self.stores: dict[str, StoreSettings] = {store.name: store for store in stores or ()}
         self.dry_run = dry_run
         self.clock = clock or utcnow
@@ -495,8 +497,8 @@ class Engine:
                             event_id=pending.event_id, cause=pending.cause, dry_run=cascade.dry_run,
                             sources=ruleset.sources, store=pending.store.name)
         emitted: list[tuple[str, Emitted]] = []
-        ref = OrderRef(pending.store.name, _order_id(order))
-        if ref in cascade.result.removed:  # it moved to another store earlier in the cascade
+        removed = cascade.result.removed
+        if removed and OrderRef(pending.store.name, _order_id(order)) in removed:  # it moved to another store
             decision.stopped = {"reason": "the order moved to another store; no rule ran", "chain": list(pending.chain)}
             cascade.share(decision, order)
             return decision, emitted
@@ -504,9 +506,10 @@ class Engine:
         if plan is not None:
             left = self._evaluate(plan, pending, cascade, decision, emitted)
             if left is not None:
-                cascade.result.removed.append(ref)
+                ref = OrderRef(pending.store.name, _order_id(order))
+                removed.append(ref)
                 cascade.result.orders.pop(ref, None)
-        for fn in self.followups.get(pending.name.casefold(), ()):
+        for fn in self.followups.get(pending.name, ()):
             for job in fn(order, pending.payload, pending.store.name, pending.event_id):
                 status = "dry-run" if cascade.dry_run else "scheduled"
                 decision.followups.append(ActionRecord(job.rule, job.action, dict(job.params), status, job=job))

@@ -67,6 +67,8 @@ def config(tmp_path: Path, url: str = "http://127.0.0.1:9", *, name: str = "rule
            extra: str = "") -> Path:
     text = (ROOT / "examples" / "ruledesk.yaml").read_text(encoding="utf-8")
     text = text.replace("token: file:examples/podos-demo-token", f"token: env:{ENV}")
+    text = text.replace("templates: ../templates", f"templates: {ROOT / 'templates'}")  # relative to the file
+    text = text.replace("file:examples/", f"file:{ROOT / 'examples'}/")  # the daemon may run elsewhere
     text = text.replace("url: http://127.0.0.1:8765", f"url: {url}\n      retries: {retries}\n      timeout: 3" + extra)
     assert f"env:{ENV}" in text and url in text
     path = tmp_path / name

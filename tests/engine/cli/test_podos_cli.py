@@ -106,6 +106,10 @@ def test_which_store_no_store_with_podos_or_an_unknown_one_exits_2(config, sim):
     podos = f"{{project: p, token: env:PODOS_TEST_TOKEN, url: '{sim.url}'}}"
     two = run("designs", "--config", config(f"stores: [{{name: a, podos: {podos}}}, {{name: b, podos: {podos}}}]\n"))
     assert two.exit_code == 2 and "choose one with --store" in two.stderr
+    chosen = run("designs", "--config", config(f"stores: [{{name: a, podos: {podos}}}, {{name: b, podos: {podos}}}]\n"
+                                               "default_store: b\n"), "--format", "json")
+    assert chosen.exit_code == 0, chosen.stderr  # the configuration's default store
+    assert "pv-55012" in {d["id"] for d in json.loads(chosen.stdout)}
     assert run("designs", "--config", path + ".missing").exit_code == 2
 
 

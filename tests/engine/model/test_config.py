@@ -89,3 +89,11 @@ def test_default_store_must_be_a_configured_store_at_its_line() -> None:
     assert caught.value.problems == [
         "ruledesk.yaml:4:1: default_store: 'acme' is not a configured store (did you mean 'Acme'?); "
         "the stores are Acme, Wholesale"]
+
+
+def test_default_store_is_not_blamed_for_a_store_with_problems(monkeypatch) -> None:
+    monkeypatch.delenv("NO_SUCH_KEY", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        parse_config("default_store: Acme\nstores:\n  - name: Acme\n    api_key: env:NO_SUCH_KEY\n")
+    assert caught.value.problems == [
+        "ruledesk.yaml:4:5: stores[0].api_key: the environment variable NO_SUCH_KEY is not set"]
