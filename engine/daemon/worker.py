@@ -96,6 +96,7 @@ class Worker:
         live: dict[tuple[str, str], dict[str, Any]] = {}  # runtime orders as this claim leaves them
         done: dict[tuple[str, str], list[tuple[Handled, Processed, dict]]] = {}
         failed: dict[tuple[str, str], Handled] = {}
+        gone: set[tuple[str, str]] = set()  # orders that left their store in this claim (moved): not stored
         for stored in claim.events:
             ref = (stored.store, stored.order_id)
             if ref in failed:
@@ -103,7 +104,7 @@ class Worker:
             started = time.perf_counter()
             try:
                 current = live.get(ref)
-                if current is None and claim.orders.get(ref) is not None:
+                if current is None and ref not in gone and claim.orders.get(ref) is not None:
                     current = parse_order_json(claim.orders[ref])
                 result = run_stored(engine, stored, current, dry_run=False)
                 texts = [d.stored_text() for d in result.decisions]
@@ -127,12 +128,18 @@ class Worker:
                 if hops + handoff.depth > engine.max_depth:  # a chain across orders and stores ends too
                     log.warning("event %s: %r for order %s of %r not handed on: chain limit %d reached", stored.id,
                                 handoff.name, handoff.order.get("id"), handoff.store, engine.max_depth)
+                    key = (handoff.store, str(handoff.order.get("id")))
+                    if handoff.order.get("id") is not None and key not in touched:
+                        # the order is there, its event not run (as in a cascade): a move is never lost
+                        touched[key] = live[key] = handoff.order
                     continue
                 handed.append(handed_on(handoff, hops))
             removed = [(r.store, r.order_id) for r in result.removed if r.order_id]
+            gone.difference_update(touched)
             for key in removed:
                 touched.pop(key, None)
                 live.pop(key, None)
+                gone.add(key)
             done.setdefault(ref, []).append((Handled(stored, result, texts, time.perf_counter() - started),
                                              Processed(stored.seq, version, decisions, jobs, handed, removed),
                                              touched))
@@ -146,7 +153,8 @@ class Worker:
                 handled.append(one)
                 processed.append(record)
                 for key in touched:
-                    orders[key] = live[key]
+                    if key in live:  # else a later event of the claim moved it away (deleted at commit)
+                        orders[key] = live[key]
         unprocessed = [Unprocessed(h.event.seq, h.error or "") for h in failed.values()]
         handled.extend(failed.values())
         handled.sort(key=lambda h: h.event.seq)
