@@ -136,10 +136,13 @@ def _look_up(config_file: str, store: str | None, call: Callable[[PodosClient], 
 
 
 def _podos_settings(config_file: str, store: str | None, err: Console) -> PodosSettings:
-    """The podOS settings of the store named ``store``, or of the only store that has some (exit 2 otherwise)."""
+    """The podOS settings of the store named ``store``, or of the only store that has some, or of the
+    configuration's ``default_store`` when several have some (exit 2 otherwise)."""
     config = load_config_or_exit(config_file, err)
     assert config is not None
     with_podos = [s for s in config.stores if s.podos is not None]
+    if store is None and config.default_store is not None and len(with_podos) > 1:
+        store = config.default_store  # the store of what names none (ruledesk.yaml's default_store)
     if store is not None:
         named = next((s for s in config.stores if s.name == store), None)
         if named is None:

@@ -186,3 +186,28 @@ def test_durable_an_event_after_a_move_in_the_same_claim_does_not_see_the_order_
     assert d.order(B, "7102")["order_items"], "the moved order is in Beta"
     left = d.order(A, "7102")
     assert left is None or not left.get("order_items"), f"the order is whole in both stores: {left}"
+
+
+# ---- Split Order in the daemon ---------------------------------------------------------------------
+
+SPLIT = '''
+rule "Split" { when "Order is Imported" if count(order.order_items) > 1 then "Split Order"(by: "metadata vendor") }
+rule "Mark" { when "Order is Split" if order.order_metadata.split_from is set then "Tag Order"(name: "piece") }
+'''
+
+
+def test_durable_a_split_piece_overwrites_an_order_with_its_id(backend_store):
+    """docs/split.md: "A new order's id is not checked against the store. An existing order with that
+    id is overwritten."  On the daemon's path the piece's handed-on "Order is Split" ran on the order
+    the store held under that id, and the piece (its items, its share of the totals) was dropped."""
+    d = Daemon(backend_store, SPLIT)
+    d.send("Order is Imported", A, {"id": "1001-S1", "order_items": [{"id": "old", "name": "Old", "price": 1}]},
+           "imp-old")
+    d.settle()
+    d.send("Order is Imported", A, an_order("1001"), "imp-1001")
+    d.settle()
+    piece = d.order(A, "1001-S1")
+    assert [i["id"] for i in piece["order_items"]] == ["2"]
+    assert piece["order_metadata"]["split_from"] == "1001" and piece["tag_name"] == "piece"
+    assert str(piece["product_total"]) in ("5", "5.0", "5.00")
+    assert [i["id"] for i in d.order(A, "1001")["order_items"]] == ["1"]
