@@ -211,3 +211,56 @@ def test_durable_a_split_piece_overwrites_an_order_with_its_id(backend_store):
     assert piece["order_metadata"]["split_from"] == "1001" and piece["tag_name"] == "piece"
     assert str(piece["product_total"]) in ("5", "5.0", "5.00")
     assert [i["id"] for i in d.order(A, "1001")["order_items"]] == ["1"]
+
+
+# ---- jobs of an order that moved away -----------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver():
+    """An HTTP receiver on 127.0.0.1 that keeps the bodies posted to it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies: list[bytes] = []
+
+    class Keep(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Keep)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", bodies
+    server.shutdown()
+    server.server_close()
+
+
+def test_durable_a_post_queued_before_a_move_does_not_post_a_hollow_order_or_bring_it_back(sqlite_store, receiver):
+    """"Post Order JSON" then "Move Order to Store" in one rule: the post job belongs to the order in
+    its old store, which the move deletes when the event commits.  The job then ran on the runner's
+    stand-in ({"id": ...}) and posted, signed, an order with no items, no email, no totals; a failed
+    post's note would also write that stub back into the old store."""
+    from pydantic import SecretStr
+
+    url, bodies = receiver
+    rules = f'''
+rule "Notify and hand over" {{ when "Order is Imported" if store.name == "Alpha"
+    then "Post Order JSON"(url: "{url}", format: "json") "Move Order to Store"(store: "Beta") }}
+'''
+    stores = [StoreSettings(name=A, id="1", api_key=SecretStr("k-alpha")), StoreSettings(name=B, id="2")]
+    d = Daemon(sqlite_store, rules, stores)
+    d.send("Order is Imported", A, an_order("7201"), "imp-7201")
+    d.settle(horizon=3 * 3600)
+    assert d.order(A, "7201") is None and d.order(B, "7201") is not None
+    for body in bodies:
+        assert json.loads(body).get("order_items"), f"a hollow order was posted: {body[:200]!r}"
+    [post] = [j for j in sqlite_store.jobs() if j.kind == "webhook.post"]
+    assert post.status in ("done", "failed")
+    if post.status == "failed":
+        assert "not in store" in (post.error or "")
