@@ -136,7 +136,8 @@ def _look_up(config_file: str, store: str | None, call: Callable[[PodosClient], 
 
 
 def _podos_settings(config_file: str, store: str | None, err: Console) -> PodosSettings:
-    """The podOS settings of the store named ``store``, or of the only store that has some (exit 2 otherwise)."""
+    """The podOS settings of the store named ``store``, or of the only store that has some, or of the
+    configuration's ``default_store`` when several have some (exit 2 otherwise)."""
     config = load_config_or_exit(config_file, err)
     assert config is not None
     with_podos = [s for s in config.stores if s.podos is not None]

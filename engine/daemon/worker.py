@@ -96,6 +96,7 @@ class Worker:
         live: dict[tuple[str, str], dict[str, Any]] = {}  # runtime orders as this claim leaves them
         done: dict[tuple[str, str], list[tuple[Handled, Processed, dict]]] = {}
         failed: dict[tuple[str, str], Handled] = {}
+        gone: set[tuple[str, str]] = set()  # orders that left their store in this claim (moved): not stored
         for stored in claim.events:
             ref = (stored.store, stored.order_id)
             if ref in failed:
@@ -103,7 +104,7 @@ class Worker:
             started = time.perf_counter()
             try:
                 current = live.get(ref)
-                if current is None and claim.orders.get(ref) is not None:
+                if current is None and ref not in gone and claim.orders.get(ref) is not None:
                     current = parse_order_json(claim.orders[ref])
                 result = run_stored(engine, stored, current, dry_run=False)
                 texts = [d.stored_text() for d in result.decisions]
@@ -123,16 +124,24 @@ class Worker:
             if body.get("then"):  # a job handler's continuation, due once this event's rules have run
                 jobs.append(job_row(Job(**body["then"]), hops))
             handed = []
+            arrived: set[int] = set()  # the orders (by identity) whose first handed-on event is listed
             for handoff in result.handoffs:
                 if hops + handoff.depth > engine.max_depth:  # a chain across orders and stores ends too
                     log.warning("event %s: %r for order %s of %r not handed on: chain limit %d reached", stored.id,
                                 handoff.name, handoff.order.get("id"), handoff.store, engine.max_depth)
+                    key = (handoff.store, str(handoff.order.get("id")))
+                    if handoff.order.get("id") is not None and key not in touched:
+                        # the order is there, its event not run (as in a cascade): a move is never lost
+                        touched[key] = live[key] = handoff.order
                     continue
-                handed.append(handed_on(handoff, hops))
+                handed.append(handed_on(handoff, hops, arrives=id(handoff.order) not in arrived))
+                arrived.add(id(handoff.order))
             removed = [(r.store, r.order_id) for r in result.removed if r.order_id]
+            gone.difference_update(touched)
             for key in removed:
                 touched.pop(key, None)
                 live.pop(key, None)
+                gone.add(key)
             done.setdefault(ref, []).append((Handled(stored, result, texts, time.perf_counter() - started),
                                              Processed(stored.seq, version, decisions, jobs, handed, removed),
                                              touched))
@@ -146,7 +155,8 @@ class Worker:
                 handled.append(one)
                 processed.append(record)
                 for key in touched:
-                    orders[key] = live[key]
+                    if key in live:  # else a later event of the claim moved it away (deleted at commit)
+                        orders[key] = live[key]
         unprocessed = [Unprocessed(h.event.seq, h.error or "") for h in failed.values()]
         handled.extend(failed.values())
         handled.sort(key=lambda h: h.event.seq)
@@ -156,13 +166,18 @@ class Worker:
 CHAINED = ("job", "rules")  # sources of inbox events that count hops: a job's events, handed-on events
 
 
-def handed_on(handoff: Handoff, hops: int) -> Inbound:
+def handed_on(handoff: Handoff, hops: int, *, arrives: bool = False) -> Inbound:
     """The inbox entry of an event the rules emitted for another order (a split piece, a copy in
     another store): it carries that order, for a store that does not hold it yet, and how many
-    hops deep the chain is (``hops`` of the event that emitted it plus the cascade's depth)."""
+    hops deep the chain is (``hops`` of the event that emitted it plus the cascade's depth).
+    ``arrives``: the first event of that order the cascade emitted, which brings the order into
+    its store (it runs on the order it carries, replacing one the store holds with that id, as in a
+    cascade); the events after it run on the order as the store holds it then."""
     order = dump_order(handoff.order)
     data = {"event": handoff.name, "order": order, "payload": handoff.payload, "store": handoff.store,
             "id": handoff.id, "hops": hops + handoff.depth}
+    if arrives:
+        data["arrives"] = True
     return Inbound(handoff.id, handoff.store, str(order.get("id")), handoff.name, to_json_text(data), source="rules")
 
 
@@ -178,7 +193,7 @@ def run_stored(engine: Engine, stored: StoredEvent, current: dict[str, Any] | No
         if stored.kind == "button":
             return engine.press(body["button"], order, store=store, event_id=stored.id, dry_run=dry_run)
         return engine.run_schedule(body["schedule"], order, store=store, event_id=body["period"], dry_run=dry_run)
-    if current is None or stored.name == IMPORTED:
+    if current is None or stored.name == IMPORTED or (stored.source == "rules" and body.get("arrives")):
         event = engine.event_json(stored.body)
     else:
         event = engine.event_for(body, current)

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from ruledesk.engine.model.context import Emitted, utcnow
-from ruledesk.engine.model.jobs import Done, Failed, Job, JobContext, JobHandlers, Outcome, Retry, job_row
+from ruledesk.engine.model.jobs import Done, Failed, Job, JobContext, JobHandlers, Outcome, Retry, gone, job_row
 from ruledesk.engine.model.order import dump_order, folder_of, parse_order_json, to_json_text
 from ruledesk.engine.run.engine import Engine, EventError
 from ruledesk.engine.store.base import Inbound, JobClaim, JobFinish
@@ -93,9 +93,11 @@ class DurableRunner:
         handler = self.handlers.get(job.kind)
         if handler is None:
             return job, attempt, Failed(f"no handler for job kind {job.kind!r}")
+        if claim.order is None:  # moved to another store (or never stored): nothing to act on here
+            return job, attempt, Failed(gone(job))
         engine = self.engine()
         try:
-            order = parse_order_json(claim.order) if claim.order is not None else {"id": stored.order_id}
+            order = parse_order_json(claim.order)
             store = engine.store(job.store)
         except Exception as exc:
             return job, attempt, Failed(f"cannot prepare the job: {type(exc).__name__}: {exc}")

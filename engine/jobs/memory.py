@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ruledesk.engine.model.context import Emitted, Event, utcnow
-from ruledesk.engine.model.jobs import Done, Failed, Job, JobContext, JobHandlers, Outcome, Retry
+from ruledesk.engine.model.jobs import Done, Failed, Job, JobContext, JobHandlers, Outcome, Retry, gone
 from ruledesk.engine.model.order import dump_order
 from ruledesk.engine.model.settings import StoreSettings
 from ruledesk.engine.run.decision import Decision, OrderRef, Result
@@ -151,8 +151,10 @@ class MemoryRunner:
         handler = self.handlers.get(job.kind)
         if handler is None:
             return Failed(f"no handler for job kind {job.kind!r}")
-        # a copy: orders change through events and their rules, never behind them
-        order = copy.deepcopy(self.orders.get(OrderRef(job.store, job.order_id), {"id": job.order_id}))
+        held = self.orders.get(OrderRef(job.store, job.order_id))
+        if held is None:  # moved to another store (or never submitted): nothing to act on here
+            return Failed(gone(job))
+        order = copy.deepcopy(held)  # a copy: orders change through events and their rules, never behind them
         limit = self.handlers.max_attempts(job.kind, self.engine.config, self.max_attempts)
         context = JobContext(order, self._store(job.store), self.clients, self.clock, attempt, limit,
                              self.engine.config)

@@ -240,3 +240,10 @@ def callback(integration: str) -> Callable[[Callback], Callback]:
         return fn
 
     return register
+
+
+def gone(job: Job) -> str:
+    """Why a job of an order its store does not hold fails without running: a hollow stand-in of the
+    order must never be posted, emailed or submitted, nor written back into the store."""
+    return (f"the order {job.order_id} is not in store {job.store!r} (moved to another store, or never "
+            f"stored): {job.action or job.kind} was not performed")

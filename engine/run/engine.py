@@ -433,12 +433,18 @@ class Engine:
                         decision.stopped = {"reason": f"depth limit {self.max_depth} reached; {spec.name!r} for "
                                                       f"order {ref.order_id} of {ref.store!r} was not handed on",
                                             "chain": list(pending.chain + (rule_name, spec.name))}
+                        if ref not in result.orders:  # as without handoff: the order is there, its event not run
+                            if ref in result.removed:  # (a moved order is never lost on the way)
+                                result.removed.remove(ref)
+                            result.orders[ref] = order
                     else:
                         result.handoffs.append(Handoff(event_id, spec.name, item_store.name, order, item.payload,
                                                        pending.depth + 1))
                     result.stores.setdefault(item_store.name, item_store)
                     continue
                 processed = not cascade.firing_limit_hit and pending.depth + 1 <= self.max_depth
+                if target is None and ref in result.removed:  # back in a store it left earlier in the cascade
+                    result.removed.remove(ref)
                 if (processed or ref not in result.orders) and ref not in result.removed:
                     # the order as the last event processed on it leaves it
                     result.orders[ref] = order
