@@ -144,7 +144,9 @@ def action(
     """Decorator: register ``fn(ctx, params)`` as an action in the default catalogue."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        summary = description or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
+        # the docstring's first paragraph, however many lines it is wrapped over
+        summary = description or " ".join(line.strip() for line in
+                                          (fn.__doc__ or "").strip().split("\n\n", 1)[0].splitlines())
         ACTIONS.register(
             ActionSpec(name, params, fn, summary, job, mutates_order, emits, static_check, source, needs_item,
                        touches)
