@@ -10,7 +10,8 @@ from ruledesk.engine.run.engine import Decision, Engine, default_actions, defaul
 from ruledesk.engine.run.explain import DECIDING, FULL
 from ruledesk.engine.cli.inputs import (engine_errors_exit, input_name, load_or_exit, parse_json_or_exit,
                                         read_json_or_exit)
-from ruledesk.engine.cli.options import EXIT_USAGE, NowOption, RulesOption, fixed_clock, stderr
+from ruledesk.engine.cli.options import (EXIT_USAGE, ConfigOption, NowOption, RulesOption, fixed_clock,
+                                         load_config_or_exit, stderr)
 from ruledesk.engine.cli.render import explanation
 
 DEFAULT_EVENT = "Order is Imported"
@@ -27,15 +28,18 @@ def explain(
     full: Annotated[bool, typer.Option("--full", help="Every value every condition computed, not only the "
                                                       "deciding clause.")] = False,
     now: NowOption = None,
+    config_file: ConfigOption = None,
 ) -> None:
     """Say why each rule did or did not fire for one order (dry run).
 
     ORDER.json is an Order Desk order, or an event object as run reads; "-" reads stdin. For the
     event and every event it emits: every rule in evaluation order, fired, or the clause that
     decided it did not with the values it compared. A dry run: nothing is changed or sent.
+    --config gives the stores (an order naming none is the configuration's default store).
     """
     err = stderr()
-    events, catalogue = default_events(), default_actions()
+    config = load_config_or_exit(config_file, err)
+    events, catalogue = default_events(), default_actions(config)
     ruleset = load_or_exit(rules, events, catalogue, err, trace=full)
     data = read_json_or_exit(order_file, err)
     extra = parse_json_or_exit(payload, err) if payload is not None else None
@@ -48,8 +52,8 @@ def explain(
         data["event"] = event
     if extra is not None:
         data["payload"] = extra
-    engine = Engine(ruleset, events=events, actions=catalogue, clock=fixed_clock(now),
-                    explain=FULL if full else DECIDING)
+    engine = Engine(ruleset, events=events, actions=catalogue, clock=fixed_clock(now), explain=FULL if full else DECIDING,
+                    stores=config.stores if config else None, config=config)
     with engine_errors_exit(err, input_name(order_file)):
         decisions = _process(engine, data)
     typer.echo("\n".join(explanation(decisions, full=full)))

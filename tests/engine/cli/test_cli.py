@@ -567,3 +567,14 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_second():
     assert ci[0] == "#!/usr/bin/env bash"
     assert "set -euo pipefail" in ci
     assert ci[-1] == test_line
+
+
+def test_explain_with_config_runs_the_order_in_the_default_store(cli):
+    line = EXAMPLE_ORDERS.read_text(encoding="utf-8").splitlines()[4]
+    args = ("explain", "--rules", str(EXAMPLE_RULES), "--now", "2026-11-23 12:00:00", "-")
+    without = cli(*args, input=line)
+    assert without.exit_code == 0, without.stderr
+    assert 'store.name == "Acme Prints"  ->  "default" == "Acme Prints"  ->  false' in without.stdout
+    configured = cli(*args[:-1], "--config", str(ROOT / "examples" / "ruledesk.yaml"), "-", input=line)
+    assert configured.exit_code == 0, configured.stderr
+    assert "order.order_metadata.partner is set  ->  null is set  ->  false" in configured.stdout
