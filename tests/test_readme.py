@@ -27,6 +27,7 @@ def test_the_first_command_serves_the_examples_and_prints_their_decisions(tmp_pa
     first = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()[1]
     command = first.split("&& .venv/bin/ruledesk ", 1)[1].split()
     assert command[:3] == ["serve", "--follow", "examples/orders.jsonl"] and "--podos-simulator" in command
+    assert "--mail-sink" in command
     run = subprocess.run([sys.executable, "-m", "ruledesk.engine.cli", *command, "--exit-when-idle", "--port", "0",
                           "--db", f"sqlite:///{tmp_path}/readme.db", "--pidfile", str(tmp_path / "pid")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -51,10 +52,14 @@ def test_the_first_command_serves_the_examples_and_prints_their_decisions(tmp_pa
     shipped = [d for d in by_event["Shipment is Added"] if d["order_id"] in submitted and any(
         s["tracking_number"].startswith("94001") for s in d["order"]["order_shipments"])]
     assert {d["order_id"] for d in shipped} == submitted
-    # the rejected order emails the team (a job: the demo has no SMTP server, so it is still being retried)
+    # the rejected order emails the team: the mail sink received it, text and HTML
     [rejected] = by_event["Order Not Submitted to podOS Because of Invalid SKU"]
     [email] = [a for a in rejected["actions"] if a["action"] == "Send Email"]
     assert email["status"] == "scheduled" and email["params"]["template"] == "podos_rejected"
+    assert "mail sink on smtp://127.0.0.1:" in run.stderr
+    [mail] = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{") and '"mail received"' in line]
+    assert mail["to"] == ["team@acme-prints.example"] and mail["subject"].startswith("podOS rejected order 1014")
+    assert mail["parts"] == ["text/plain", "text/html"] and mail["message_id"] == f"<{email['job']['key']}@acme-prints.example>"
     # several stores: the partner's copy of 1016 shipped and its shipment came back to Acme's 1016; the
     # wholesale order 1017 moved out of Acme Prints and shipped in Acme Wholesale, passing nothing back
     final = {}

@@ -86,6 +86,10 @@ def serve(
     podos_simulator: Annotated[bool, typer.Option(
         "--podos-simulator", help="Start a podOS simulator (shipping each order a second after it is submitted) "
         "and point every configured store's podOS at it, shipment callbacks included (demos, trials).")] = False,
+    mail_sink: Annotated[bool, typer.Option(
+        "--mail-sink", help="Start a local SMTP server that logs the email the rules send (\"mail received\" "
+        "lines) instead of delivering it, and point email at it (demos, trials).")] = False,
+    mail_at: Annotated[str | None, typer.Option("--mail-at", hidden=True)] = None,
     podos_at: Annotated[str | None, typer.Option("--podos-at", hidden=True)] = None,
     podos_callback: Annotated[str | None, typer.Option("--podos-callback", hidden=True)] = None,
 ) -> None:
@@ -111,13 +115,18 @@ def serve(
     if podos_simulator and role != "worker":
         simulator = _start_simulator(settings, err)
         podos_at = simulator.url
+    if mail_sink and role != "worker":
+        sink = _start_mail_sink(err, simulator)
+        simulator = _Both(simulator, sink)
+        mail_at = sink.url
     sock = None
     if role != "worker":
         sock = _listen(host, port, err, simulator)
         bound = sock.getsockname()[1]
         if simulator is not None:
             podos_callback = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{bound}"
-    adjust = _podos_override(podos_at, podos_callback) if podos_at else None
+    adjust = _overrides(_podos_override(podos_at, podos_callback) if podos_at else None,
+                        _mail_override(mail_at) if mail_at else None)
     if adjust is not None:
         settings = adjust(settings)
     try:
@@ -173,6 +182,7 @@ def serve(
         args += ["--config", config] if config else []
         args += ["--quiet"] if quiet else []
         args += ["--podos-at", podos_at] if podos_at else []
+        args += ["--mail-at", mail_at] if mail_at else []
         args += ["--podos-callback", podos_callback] if podos_callback else []
         children.extend(subprocess.Popen(args) for _ in range(workers))
     for source in follow or ():
@@ -180,9 +190,11 @@ def serve(
     logging.getLogger("ruledesk.daemon").info(
         {"msg": "serving", "url": f"http://{host}:{bound}", "db": store.url_for_display,
          "ruleset": daemon.ruleset.version, "pid": os.getpid()})
-    if simulator is not None:
-        err.print(f"podOS simulator on {simulator.url} (ships each order {SIMULATOR_SHIPS_AFTER:g} s after it is "
+    if podos_simulator and podos_at:
+        err.print(f"podOS simulator on {podos_at} (ships each order {SIMULATOR_SHIPS_AFTER:g} s after it is "
                   "submitted; shipments come back by callback and by polling)")
+    if mail_sink and mail_at:
+        err.print(f"mail sink on {mail_at} (the email the rules send is logged as \"mail received\", not delivered)")
     err.print(f"ruledesk serving on http://{host}:{bound} (store {store.url_for_display}, "
               f"ruleset {daemon.ruleset.version[:19]}); Ctrl-C stops")
     watchers = []
@@ -233,6 +245,59 @@ def _listen(host: str, port: int, err: Any, simulator: Any) -> socket.socket:
         _close(None, simulator)
         raise typer.Exit(EXIT_USAGE) from None
     return sock
+
+
+class _Both:
+    """The demo servers started beside the daemon (the podOS simulator, the mail sink), stopped together."""
+
+    def __init__(self, *servers: Any) -> None:
+        self.servers = [server for server in servers if server is not None]
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+def _start_mail_sink(err: Any, simulator: Any) -> Any:
+    from ruledesk.actions.mailsink import MailSink, MailSinkUnavailable
+
+    try:
+        return MailSink().start()
+    except (MailSinkUnavailable, OSError) as exc:
+        err.print(f"error: {exc}")
+        if simulator is not None:
+            simulator.stop()
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _mail_override(url: str) -> Callable[[Config], Config]:
+    """Send every email to the mail sink at ``url`` (the configuration's From and templates kept)."""
+
+    def adjust(config: Config) -> Config:
+        from ruledesk.engine.model.config import EmailSettings
+
+        if config.email is None:
+            email = EmailSettings.model_validate({"smtp": url, "from": "ruledesk@localhost"})
+        else:
+            email = config.email.model_copy(update={"smtp": url, "starttls": False, "username": None,
+                                                    "password": None, "ca_file": None})
+        return config.model_copy(update={"email": email})
+
+    return adjust
+
+
+def _overrides(*adjusts: Callable[[Config], Config] | None) -> Callable[[Config], Config] | None:
+    """One configuration adjustment doing each of ``adjusts`` (None: there is none)."""
+    given = [adjust for adjust in adjusts if adjust is not None]
+    if not given:
+        return None
+
+    def adjust(config: Config) -> Config:
+        for one in given:
+            config = one(config)
+        return config
+
+    return adjust
 
 
 def _close(sock: socket.socket | None, simulator: Any) -> None:

@@ -561,7 +561,7 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_second():
     assert title.startswith("# ")
     setup = "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && "
     assert run_line == setup + (".venv/bin/ruledesk serve --follow examples/orders.jsonl --config examples/ruledesk.yaml"
-                        " --podos-simulator")  # tests/test_readme.py runs it
+                        " --podos-simulator --mail-sink")  # tests/test_readme.py runs it
     assert test_line == setup + ".venv/bin/pytest -q"
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert ci[0] == "#!/usr/bin/env bash"
