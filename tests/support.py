@@ -208,3 +208,22 @@ class VirtualTime:
 
     def sleep(self, seconds: float) -> None:
         self.now += dt.timedelta(seconds=seconds)
+
+
+def settle(worker: Any, runner: Any, store: Any, now: list[float], horizon: float = float("inf"),
+           rounds: int = 500) -> None:
+    """Run a Worker and a DurableRunner until nothing is left due within ``horizon`` seconds of
+    ``now[0]``, the virtual wall clock both read (it jumps to each due job: retries and polls take
+    no real time); fails the test if that never happens."""
+    limit = now[0] + horizon
+    for _ in range(rounds):
+        busy = worker.run_once() > 0
+        while runner.run_once():
+            busy = True
+        if busy:
+            continue
+        due = min((j.due_at for j in store.jobs() if j.status == "pending"), default=None)
+        if due is None or due > limit:
+            return
+        now[0] = max(now[0], due)
+    pytest.fail("the durable path did not settle")

@@ -14,11 +14,12 @@ import pytest
 from ruledesk.actions import builtin_handlers
 from ruledesk.engine import Engine
 from ruledesk.engine.daemon.worker import Worker
-from ruledesk.engine.jobs import MemoryRunner
 from ruledesk.engine.jobs.durable import DurableRunner
 from ruledesk.engine.model.settings import StoreSettings
 from ruledesk.engine.run.decision import OrderRef
 from ruledesk.engine.store.base import Inbound
+
+from support import settle
 
 A, B, C = "Alpha", "Beta", "Gamma"
 T0 = 1_795_000_000.0
@@ -64,18 +65,7 @@ class Daemon:
         self.store.enqueue([Inbound(event_id, store, str(order["id"]), name, json.dumps(data))], self.now[0])
 
     def settle(self, horizon: float = 0.0) -> None:
-        limit = self.now[0] + horizon
-        for _ in range(500):
-            busy = self.worker.run_once() > 0
-            while self.runner.run_once():
-                busy = True
-            if busy:
-                continue
-            due = min((j.due_at for j in self.store.jobs() if j.status == "pending"), default=None)
-            if due is None or due > limit:
-                return
-            self.now[0] = max(self.now[0], due)
-        pytest.fail("the durable path did not settle")
+        settle(self.worker, self.runner, self.store, self.now, horizon)
 
     def order(self, store: str, order_id: str) -> dict[str, Any] | None:
         text = self.store.order(store, order_id)

@@ -22,6 +22,8 @@ from ruledesk.engine.model.settings import PodosSettings, StoreSettings
 from ruledesk.engine.run.decision import OrderRef
 from ruledesk.engine.store.base import Inbound
 
+from support import settle
+
 TOKEN = "stores-s3cret-token"
 ACME, SUPPLIER = "Acme Prints", "Supplier"
 T0 = 1_795_000_000.0
@@ -239,18 +241,7 @@ class Durable:
                            self.now[0])
 
     def settle(self, horizon: float) -> None:
-        limit = self.now[0] + horizon
-        for _ in range(300):
-            busy = self.worker.run_once() > 0
-            while self.runner.run_once():
-                busy = True
-            if busy:
-                continue
-            due = min((j.due_at for j in self.store.jobs() if j.status == "pending"), default=None)
-            if due is None or due > limit:
-                return
-            self.now[0] = max(self.now[0], due)
-        pytest.fail("the durable path did not settle")
+        settle(self.worker, self.runner, self.store, self.now, horizon, rounds=300)
 
     def order(self, store: str, order_id: str) -> dict[str, Any] | None:
         text = self.store.order(store, order_id)

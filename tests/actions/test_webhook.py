@@ -31,7 +31,7 @@ from ruledesk.engine.model.config import ConfigError, parse_config
 from ruledesk.engine.run.decision import OrderRef
 from ruledesk.engine.store import open_store
 from ruledesk.engine.store.base import Inbound
-from support import ROOT, VirtualTime
+from support import ROOT, VirtualTime, settle
 
 STORE = "acme"
 STORE_ID = "10001"
@@ -535,17 +535,7 @@ class Durable:
         return dt.datetime.fromtimestamp(self.now[0], dt.timezone.utc)
 
     def settle(self) -> None:
-        for _ in range(100):
-            busy = self.worker.run_once() > 0
-            while self.runner.run_once():
-                busy = True
-            if busy:
-                continue
-            due = min((j.due_at for j in self.store.jobs() if j.status == "pending"), default=None)
-            if due is None:
-                return
-            self.now[0] = max(self.now[0], due)
-        pytest.fail("the durable path did not settle")
+        settle(self.worker, self.runner, self.store, self.now)
 
 
 def test_durable_500_then_200_is_delivered_once_and_a_dead_receiver_gets_a_note(tmp_path):

@@ -28,7 +28,7 @@ from ruledesk.engine.model.jobs import Retry
 from ruledesk.engine.model.settings import PodosSettings, StoreSettings
 from ruledesk.engine.run.decision import OrderRef
 from ruledesk.engine.store.base import Inbound
-from support import Serve, VirtualTime, create_token
+from support import Serve, VirtualTime, create_token, settle
 
 TOKEN = "lifecycle-s3cret-token"
 STORE = "Acme Prints"
@@ -488,19 +488,7 @@ class Durable:
 
     def settle(self, horizon: float = 3600.0) -> None:
         """Run events and due jobs until nothing is left due within ``horizon`` seconds (time jumps to each due job)."""
-        limit = self.now[0] + horizon
-        for _ in range(200):
-            busy = self.worker.run_once() > 0
-            while self.runner.run_once():
-                busy = True
-            if busy:
-                continue
-            pending = [j.due_at for j in self.store.jobs() if j.status == "pending"]
-            due = min(pending, default=None)
-            if due is None or due > limit:
-                return
-            self.now[0] = max(self.now[0], due)
-        pytest.fail("the durable path did not settle")
+        settle(self.worker, self.runner, self.store, self.now, horizon, rounds=200)
 
     def order(self, order_id: str = "1001") -> dict[str, Any]:
         return json.loads(self.store.order(STORE, order_id))
