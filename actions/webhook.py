@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import email.utils
 import hashlib
 import hmac
 import logging
@@ -38,7 +37,8 @@ from pydantic import Field
 from ruledesk.engine.model.catalogue import action
 from ruledesk.engine.model.config import WebhookSettings
 from ruledesk.engine.model.context import ActionContext, ActionError, Emitted
-from ruledesk.engine.model.jobs import Done, Failed, Job, JobContext, Outcome, Retry, handler, preview
+from ruledesk.engine.model.jobs import (Done, Failed, Job, JobContext, Outcome, Retry, handler, preview,
+                                        retry_after_seconds)
 from ruledesk.engine.model.order import Note, dump_order, to_json
 from ruledesk.engine.model.settings import _http_url
 
@@ -229,20 +229,9 @@ def _scrub(text: str, secret: str) -> str:
 
 
 def _retry_after(value: str | None, now: _dt.datetime) -> float | None:
-    """A Retry-After header in seconds from ``now`` (a number or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            moment = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=_dt.timezone.utc)
-        seconds = (moment - now).total_seconds()
-    return seconds if seconds == seconds and seconds >= 0 else None  # NaN and negatives: none
+    """A Retry-After header in seconds from ``now``; None when absent, unreadable or gone by."""
+    seconds = retry_after_seconds(value, now)
+    return seconds if seconds is not None and seconds >= 0 else None
 
 
 def retry_delay(settings: WebhookSettings, attempt: int, rng: Callable[[], float] = random.random) -> float:

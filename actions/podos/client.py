@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email.utils
 import logging
-import math
 import random
 import time
 from decimal import Decimal
@@ -16,6 +14,8 @@ from urllib.parse import quote
 import httpx
 import orjson
 from pydantic import SecretStr
+
+from ruledesk.engine.model.jobs import retry_after_seconds
 
 if TYPE_CHECKING:
     from ruledesk.engine.model.settings import PodosSettings
@@ -354,23 +354,9 @@ MAX_RETRY_AFTER = 7 * 24 * 3600.0  # a Retry-After beyond a week is taken as a w
 
 
 def _retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds: a number of seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return None if math.isnan(seconds) else min(MAX_RETRY_AFTER, max(0.0, seconds))
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return min(MAX_RETRY_AFTER, max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds()))
+    """``Retry-After`` in seconds (a date gone by: 0, at most MAX_RETRY_AFTER); None when absent or unreadable."""
+    seconds = retry_after_seconds(value, dt.datetime.now(dt.timezone.utc))
+    return None if seconds is None else min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 def _json_default(value: Any) -> Any:

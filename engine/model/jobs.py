@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as _dt
+import email.utils
 import hashlib
+import math
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -131,6 +133,26 @@ class JobContext:
         """When to try again after this attempt: exponential backoff with full jitter (a random time
         up to ``base * 2**(attempt-1)`` seconds, at most ``cap``), so failed jobs do not retry in step."""
         return self.clock() + _dt.timedelta(seconds=rng() * min(cap, base * 2 ** (self.attempt - 1)))
+
+
+def retry_after_seconds(value: str | None, now: _dt.datetime) -> float | None:
+    """An HTTP ``Retry-After`` header in seconds from ``now``: a number of seconds or an HTTP date
+    (a date gone by is negative: each caller decides what that means); None when absent or
+    unreadable.  The one reading of the header every HTTP job's client shares."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=_dt.timezone.utc)
+        seconds = (moment - now).total_seconds()
+    return None if math.isnan(seconds) else seconds
 
 
 Handler = Callable[[Job, JobContext], Outcome]
