@@ -117,7 +117,7 @@ def serve(
         podos_at = simulator.url
     if mail_sink and role != "worker":
         sink = _start_mail_sink(err, simulator)
-        simulator = _Both(simulator, sink)
+        simulator = _DemoServers(simulator, sink)
         mail_at = sink.url
     sock = None
     if role != "worker":
@@ -247,7 +247,7 @@ def _listen(host: str, port: int, err: Any, simulator: Any) -> socket.socket:
     return sock
 
 
-class _Both:
+class _DemoServers:
     """The demo servers started beside the daemon (the podOS simulator, the mail sink), stopped together."""
 
     def __init__(self, *servers: Any) -> None:

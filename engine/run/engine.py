@@ -215,6 +215,10 @@ class Engine:
         self.followups = {self.events[name].name: list(fns)
                           for name, fns in (FOLLOWUPS if followups is None else followups).items() if name in self.events}
         self.stores: dict[str, StoreSettings] = {store.name: store for store in stores or ()}
+        # the store of an event that names none: the configuration's default_store, else the only one
+        default = getattr(config, "default_store", None)
+        self.default_store = self.stores.get(default) if default is not None else (
+            next(iter(self.stores.values())) if len(self.stores) == 1 else None)
         self.dry_run = dry_run
         self.clock = clock or utcnow
         self.max_depth = max_depth
@@ -304,12 +308,8 @@ class Engine:
         an EventError when stores are configured), or settings given with the event.  An event that
         names no store is for the configuration's ``default_store``, or for the configured store when
         there is exactly one."""
-        if not given and self.stores:
-            default = getattr(self.config, "default_store", None)
-            if default in self.stores:
-                return self.stores[default]
-            if len(self.stores) == 1:
-                return next(iter(self.stores.values()))
+        if not given and self.default_store is not None:
+            return self.default_store
         if isinstance(given, str) and self.stores:
             found = self.stores.get(given)
             if found is None:
