@@ -68,7 +68,12 @@ class MemoryRunner:
 
     def submit(self, result: Result, *, hops: int = 0) -> None:
         """Take a processed event's orders and jobs (what the daemon would commit); a result of an
-        event already submitted is ignored, as the store acknowledges a re-delivered event."""
+        event already submitted is ignored, as the store acknowledges a re-delivered event.  The
+        engine runs other orders' events in its cascade (it is not built with ``handoff=True``,
+        which is for the daemon's inbox)."""
+        if result.handoffs:
+            raise ValueError("MemoryRunner takes the results of an engine without handoff=True: its events for "
+                             "other orders were left to a daemon's inbox")
         if result.event_id in self._events:
             return
         self._events.add(result.event_id)
@@ -78,12 +83,6 @@ class MemoryRunner:
         self.stores.update(result.stores)
         for job in result.jobs:
             self._queue_job(job, self.clock(), hops)
-        for handoff in result.handoffs:  # an engine built with handoff=True: its events for other orders
-            if hops + handoff.depth > self.engine.max_depth:
-                continue
-            event = Event(handoff.name, dump_order(handoff.order), handoff.payload, self._store(handoff.store),
-                          handoff.id)
-            self.submit(self.engine.process(event, dry_run=False), hops=hops + handoff.depth)
 
     def perform(self, result: Result) -> tuple[list[Decision], list[str]]:
         """Submit ``result`` and run the jobs that are due: its decisions followed by those of the

@@ -304,3 +304,11 @@ rule "Ship" { when "Order is Duplicated" then "Add Shipment"(tracking_number: "1
     assert copy["order_metadata"]["copied_from_id"] == "1009"
     assert OrderRef(SUPPLIER, "1009") not in runner.orders
     assert tracking(runner.orders[OrderRef(ACME, "1009")]) == ["1Z-ID"]
+
+
+def test_a_memory_runner_refuses_a_result_whose_events_were_left_to_an_inbox():
+    engine = Engine.from_source(SHIP_RULES, stores=stores(), handoff=True)
+    result = engine.process(imported(an_order("1010")))
+    assert [h.name for h in result.handoffs] == ["Order is Imported", "Order is Duplicated"]
+    with pytest.raises(ValueError, match="without handoff=True"):
+        MemoryRunner(engine, builtin_handlers()).submit(result)
